@@ -1,0 +1,3 @@
+from mdcli.cli.app import main
+
+main()

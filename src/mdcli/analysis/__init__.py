@@ -1,0 +1,1 @@
+"""Analysis: feature extraction, t-SNE, alignment metrics, AGOP/H/G/M statistics."""

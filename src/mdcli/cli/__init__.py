@@ -1,0 +1,1 @@
+"""Command-line adapters: one thin module per command."""

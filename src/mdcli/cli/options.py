@@ -1,0 +1,41 @@
+"""Options every command shares, and the config resolution they feed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional, TypeVar
+
+import typer
+
+from mdcli.config import load_config
+
+T = TypeVar("T")
+
+ConfigOpt = Annotated[Optional[str], typer.Option(
+    "--config", "-c", metavar="FILE",
+    help="YAML config: a path, or a packaged name such as train/mlp_digits_adam.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", metavar="KEY.PATH=VALUE",
+    help="Override one config value (value parsed as YAML); repeatable.")]
+WorkDirOpt = Annotated[Path, typer.Option(
+    "--work-dir", help="Where result folders go: WORK_DIR/<command>/<run-name>/.")]
+NameOpt = Annotated[Optional[str], typer.Option(
+    "--name", help="Run folder name (default: <config-stem>_<UTC timestamp>).")]
+DeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", metavar="auto|cpu|cuda[:N]", help="Compute device (default: the config's, auto).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: the config's).")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Continue the run named by --name from its last checkpoint.")]
+
+DEFAULT_WORK_DIR = Path("runs")
+
+
+def resolve_config(schema: type[T], config: str | None, sets: list[str] | None,
+                   seed: int | None = None, device: str | None = None) -> T:
+    """Load ``schema`` from ``--config``, then ``--set`` overrides, then ``--seed``/``--device``."""
+    overrides = list(sets or [])
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    if device is not None:
+        overrides.append(f"device={device}")
+    return load_config(schema, config, overrides)

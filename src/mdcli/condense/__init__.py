@@ -1,0 +1,1 @@
+"""Dataset condensation with NCFM."""

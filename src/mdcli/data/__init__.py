@@ -1,0 +1,1 @@
+"""Data: synthetic tropical cyclones, HDF5 windows, classification arrays, text."""

@@ -1,0 +1,1 @@
+"""Losses: denoising score matching, distillation terms, causal MI, NCFM, MMD."""

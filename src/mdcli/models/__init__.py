@@ -1,0 +1,1 @@
+"""Networks: conditional NCSN++ teacher/student, ERA5 encoder, attention, classifiers."""

@@ -1,0 +1,1 @@
+"""Matplotlib (Agg) figures."""

@@ -1,0 +1,81 @@
+"""Progress reporting: rich bars on a terminal, plain periodic log lines otherwise.
+
+Under cron or Slurm (stderr not a terminal) a bar prints one ANSI-free line every
+``every`` seconds and one at the end, through the ``mdcli`` logger (so into log.txt too).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from mdcli.logs import err_console, log, state, stderr_is_terminal
+
+
+def _format_postfix(postfix: dict) -> str:
+    parts = []
+    for key, value in postfix.items():
+        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)
+
+
+class Bar:
+    """One progress bar; call :meth:`advance` as work completes."""
+
+    def __init__(self, total: int | None, description: str, every: float = 10.0,
+                 enabled: bool = True) -> None:
+        self.total, self.description, self.every = total, description, every
+        self.done = 0
+        self.postfix: dict = {}
+        self._start = self._last = time.monotonic()
+        self._rich: Progress | None = None
+        if enabled and stderr_is_terminal() and not state.quiet:
+            self._rich = Progress(TextColumn("{task.description}"), BarColumn(),
+                                  MofNCompleteColumn(), TimeElapsedColumn(),
+                                  TimeRemainingColumn(), TextColumn("{task.fields[postfix]}"),
+                                  console=err_console, transient=False)
+            self._task = self._rich.add_task(description, total=total, postfix="")
+            self._rich.start()
+        self.enabled = enabled
+
+    def advance(self, n: int = 1, **postfix: object) -> None:
+        self.done += n
+        self.postfix.update(postfix)
+        if self._rich is not None:
+            self._rich.update(self._task, advance=n, postfix=_format_postfix(self.postfix))
+        elif self.enabled and time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            log.info(self.line())
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self._start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        if self.total:
+            pct = 100.0 * self.done / self.total
+            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+            head = f"{self.description}: {self.done}/{self.total} ({pct:.0f}%) {rate:.2f} it/s eta {eta:.0f}s"
+        else:
+            head = f"{self.description}: {self.done} {rate:.2f} it/s"
+        tail = _format_postfix(self.postfix)
+        return f"{head} {tail}".rstrip()
+
+    def close(self) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+        if self.enabled:
+            log.info(self.line())
+
+
+@contextmanager
+def progress(total: int | None, description: str, every: float = 10.0,
+             enabled: bool = True) -> Iterator[Bar]:
+    """A progress bar for ``total`` steps (``enabled=False`` on non-zero ranks)."""
+    bar = Bar(total, description, every=every, enabled=enabled)
+    try:
+        yield bar
+    finally:
+        bar.close()

@@ -1,0 +1,1 @@
+"""Checkpoints and HDF5 feature caches: atomic writes, safe loads."""
