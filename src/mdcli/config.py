@@ -160,7 +160,7 @@ def _describe(tp: Any) -> str:
         return " or ".join(_describe(a) for a in typing.get_args(tp))
     if origin is list:
         (item,) = typing.get_args(tp) or (Any,)
-        return f"a list of {_describe(item)}"
+        return f"a list (items: {_describe(item)})"
     if origin is dict:
         return "a mapping"
     if tp is type(None):
@@ -178,11 +178,16 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        for option in typing.get_args(tp):
+        options = typing.get_args(tp)
+        errors = []
+        for option in options:
             try:
                 return _coerce(option, value, key)
-            except InputError:
-                continue
+            except InputError as exc:
+                errors.append(exc)
+        non_null = [i for i, o in enumerate(options) if o is not type(None)]
+        if len(non_null) == 1 and value is not None:  # Optional[X]: X's own, precise message
+            raise errors[non_null[0]]
         raise _type_error(key, value, tp)
     if origin is Literal:
         if value in typing.get_args(tp):

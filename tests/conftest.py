@@ -1,0 +1,35 @@
+"""Shared fixtures: ``run_cli`` runs ``mdcli`` in-process and returns code, stdout, stderr."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Call ``mdcli.cli.app.main(args)`` and capture its exit code and output."""
+    from mdcli.cli.app import main
+
+    def _run(*args: object) -> CliResult:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in args])
+        captured = capsys.readouterr()
+        code = exc.value.code if isinstance(exc.value.code, int) else 0
+        return CliResult(code, captured.out, captured.err)
+
+    return _run
