@@ -40,7 +40,8 @@ def test_committed_completion_scripts_are_up_to_date(run_cli, shell):
     assert result.code == 0 and "_MDCLI_COMPLETE" in result.out
     committed = (ROOT / "completions" / f"mdcli.{shell}").read_text()
     assert committed == completion_script(shell) + "\n", (
-        f"completions/mdcli.{shell} is stale: run `mdcli completion {shell} > completions/mdcli.{shell}`")
+        f"completions/mdcli.{shell} is stale: "
+        f"run `mdcli completion {shell} > completions/mdcli.{shell}`")
 
 
 def test_completion_of_unknown_shell_is_usage_error(run_cli):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
@@ -21,7 +21,7 @@ class Schema:
     seed: int = param(0, ge=0)
     device: str = "auto"
     epochs: int = param(10, ge=1)
-    layers: Optional[list[int]] = None
+    layers: list[int] | None = None
     optim: Optim = field(default_factory=Optim)
 
 
@@ -46,14 +46,16 @@ def test_defaults_are_not_shared_between_instances():
 
 
 def test_unknown_key_names_path_and_suggests_closest(tmp_path):
-    with pytest.raises(InputError, match=r"unknown config key 'optim.lrr'; did you mean 'optim.lr'"):
+    with pytest.raises(
+            InputError, match=r"unknown config key 'optim.lrr'; did you mean 'optim.lr'"):
         load_config(Schema, write(tmp_path, "optim:\n  lrr: 0.1\n"))
 
 
 def test_wrong_type_names_key_value_and_expectation():
     with pytest.raises(InputError, match=r"'epochs': got 'ten', expected an integer"):
         load_config(Schema, None, ["epochs=ten"])
-    with pytest.raises(InputError, match=r"'optim.name': got 'rmsprop', expected one of 'sgd', 'adam'"):
+    with pytest.raises(
+            InputError, match=r"'optim.name': got 'rmsprop', expected one of 'sgd', 'adam'"):
         load_config(Schema, None, ["optim.name=rmsprop"])
     with pytest.raises(InputError, match=r"'layers\[1\]': got 'x'"):
         load_config(Schema, None, ["layers=[1, x]"])

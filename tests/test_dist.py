@@ -50,7 +50,8 @@ def test_single_process_needs_no_setup(monkeypatch):
     ({}, (0, 1, 0)),
 ])
 def test_world_from_torchrun_or_slurm_variables(monkeypatch, env, expected):
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK",
+                "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)

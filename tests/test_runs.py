@@ -34,7 +34,8 @@ def test_result_folder_has_the_standard_layout(tmp_path):
     names = {p.name for p in run.path.iterdir()}
     assert {"config.yaml", "meta.json", "log.txt", "metrics.jsonl", "summary.json",
             "checkpoints", "figures", "cache"} <= names
-    assert yaml.safe_load((run.path / "config.yaml").read_text()) == {"seed": 7, "device": "cpu", "lr": 0.1}
+    assert yaml.safe_load((run.path / "config.yaml").read_text()) == {
+        "seed": 7, "device": "cpu", "lr": 0.1}
     summary = json.loads((run.path / "summary.json").read_text())
     assert summary["status"] == "completed"
     assert summary["eval"]["dsm_loss"] == {"teacher": 0.1, "student": 0.2}
@@ -54,7 +55,8 @@ def test_failure_and_interrupt_are_recorded(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with start_run("x", Cfg(), work_dir=tmp_path, name="stop"):
             raise KeyboardInterrupt
-    assert json.loads((tmp_path / "x" / "stop" / "summary.json").read_text())["status"] == "interrupted"
+    summary = json.loads((tmp_path / "x" / "stop" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
 
 
 def test_reopening_a_named_run_keeps_its_summary_and_metrics(tmp_path):

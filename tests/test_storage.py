@@ -125,7 +125,8 @@ def test_cache_is_built_once_then_reused(tmp_path):
 
     def build():
         calls.append(1)
-        return {"features": np.arange(12, dtype=np.float32).reshape(3, 4), "labels": np.array([0, 1, 2])}
+        return {"features": np.arange(12, dtype=np.float32).reshape(3, 4),
+                "labels": np.array([0, 1, 2])}
 
     prov = {"checkpoint": "abc", "layer": "fc1", "n": 3, "seed": 0}
     first = load_or_build(path, prov, build)
@@ -183,7 +184,8 @@ def test_two_processes_writing_one_cache_build_it_once(tmp_path):
         proc.join(timeout=120)
         assert proc.exitcode == 0
     assert len(Path(counter).read_text().split()) == 1
-    np.testing.assert_array_equal(read_cache(path, cache_key({"layer": "shared"}))["x"], np.arange(1000))
+    np.testing.assert_array_equal(
+        read_cache(path, cache_key({"layer": "shared"}))["x"], np.arange(1000))
 
 
 def test_pickle_module_is_not_used_for_caches(tmp_path):

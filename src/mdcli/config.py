@@ -246,5 +246,6 @@ def _check_bounds(value: Any, field: dataclasses.Field, key: str) -> Any:
         ):
             limit = meta.get(bound)
             if limit is not None and not ok(item, limit):
-                raise InputError(f"config key '{key}': got {item!r}, expected a value {words} {limit}")
+                raise InputError(
+                    f"config key '{key}': got {item!r}, expected a value {words} {limit}")
     return value

@@ -20,7 +20,8 @@ def resolve_device(spec: str) -> torch.device:
     if not match:
         raise InputError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise InputError(f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
+        raise InputError(
+            f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
     index = int(match.group(1) or 0)
     if index >= torch.cuda.device_count():
         raise InputError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")

@@ -10,8 +10,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from mdcli.logs import err_console, log, state, stderr_is_terminal
 
@@ -57,7 +63,8 @@ class Bar:
         if self.total:
             pct = 100.0 * self.done / self.total
             eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-            head = f"{self.description}: {self.done}/{self.total} ({pct:.0f}%) {rate:.2f} it/s eta {eta:.0f}s"
+            head = (f"{self.description}: {self.done}/{self.total} ({pct:.0f}%) "
+                    f"{rate:.2f} it/s eta {eta:.0f}s")
         else:
             head = f"{self.description}: {self.done} {rate:.2f} it/s"
         tail = _format_postfix(self.postfix)

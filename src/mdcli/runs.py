@@ -3,7 +3,8 @@
 ::
 
     config.yaml     fully resolved config
-    meta.json       mdcli version, argv, host, python/torch versions, device, seed, start/end, status
+    meta.json       mdcli version, argv, host, python/torch versions, device, seed,
+                    start/end, status
     log.txt         the same lines the console showed
     metrics.jsonl   one JSON object per logged step/epoch
     summary.json    final figures (status: completed | failed | interrupted)

@@ -5,13 +5,20 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.exceptions import TyperException
 
 from mdcli import __version__
+from mdcli.cli.agop import agop
+from mdcli.cli.align import align
 from mdcli.cli.completion import completion
+from mdcli.cli.condense import condense
+from mdcli.cli.data import app as data_app
+from mdcli.cli.distill import distill
+from mdcli.cli.train import train
+from mdcli.cli.tsne import tsne
 from mdcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, InputError, RunFailure
 from mdcli.logs import setup_logging, state
 
@@ -34,15 +41,23 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
-    version: Annotated[Optional[bool], typer.Option(
+    version: Annotated[bool | None, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug messages; tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Debug messages; tracebacks on errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
 ) -> None:
     setup_logging(verbose=verbose, quiet=quiet)
 
 
 app.command("completion")(completion)
+app.add_typer(data_app, name="data")
+app.command("train")(train)
+app.command("distill")(distill)
+app.command("agop")(agop)
+app.command("tsne")(tsne)
+app.command("align")(align)
+app.command("condense")(condense)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

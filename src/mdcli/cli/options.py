@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -11,19 +11,19 @@ from mdcli.config import load_config
 
 T = TypeVar("T")
 
-ConfigOpt = Annotated[Optional[str], typer.Option(
+ConfigOpt = Annotated[str | None, typer.Option(
     "--config", "-c", metavar="FILE",
     help="YAML config: a path, or a packaged name such as train/mlp_digits_adam.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option(
+SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY.PATH=VALUE",
     help="Override one config value (value parsed as YAML); repeatable.")]
 WorkDirOpt = Annotated[Path, typer.Option(
     "--work-dir", help="Where result folders go: WORK_DIR/<command>/<run-name>/.")]
-NameOpt = Annotated[Optional[str], typer.Option(
+NameOpt = Annotated[str | None, typer.Option(
     "--name", help="Run folder name (default: <config-stem>_<UTC timestamp>).")]
-DeviceOpt = Annotated[Optional[str], typer.Option(
+DeviceOpt = Annotated[str | None, typer.Option(
     "--device", metavar="auto|cpu|cuda[:N]", help="Compute device (default: the config's, auto).")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: the config's).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the config's).")]
 ResumeOpt = Annotated[bool, typer.Option(
     "--resume", help="Continue the run named by --name from its last checkpoint.")]
 

@@ -82,7 +82,9 @@ def read_cache(path: str | Path, key: str) -> dict[str, np.ndarray] | None:
         return None
 
 
-def write_cache(path: str | Path, arrays: dict[str, np.ndarray], provenance: dict[str, Any]) -> None:
+def write_cache(
+    path: str | Path, arrays: dict[str, np.ndarray], provenance: dict[str, Any]
+) -> None:
     """Write ``arrays`` with their provenance to ``path`` atomically."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as handle:
@@ -90,7 +92,10 @@ def write_cache(path: str | Path, arrays: dict[str, np.ndarray], provenance: dic
             handle.attrs["key"] = cache_key(provenance)
             handle.attrs["mdcli_version"] = __version__
             for name, value in provenance.items():
-                handle.attrs[name] = value if isinstance(value, (int, float, str)) else json.dumps(value, default=str)
+                handle.attrs[name] = (
+                    value if isinstance(value, (int, float, str))
+                    else json.dumps(value, default=str)
+                )
             for name, array in arrays.items():
                 array = np.asarray(array)
                 dataset = handle.create_dataset(name, data=array)

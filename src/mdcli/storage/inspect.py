@@ -57,12 +57,16 @@ def _describe_value(value: Any, indent: str) -> list[str]:
     lines = []
     for key, item in value.items():
         if isinstance(item, torch.Tensor):
-            lines.append(f"{indent}{key}: tensor {str(item.dtype).replace('torch.', '')} {tuple(item.shape)}")
+            lines.append(
+                f"{indent}{key}: tensor {str(item.dtype).replace('torch.', '')} "
+                f"{tuple(item.shape)}")
         elif isinstance(item, dict) and len(item) > 0:
             tensors = [v for v in item.values() if isinstance(v, torch.Tensor)]
             if len(tensors) > 8:
                 count = sum(t.numel() for t in tensors)
-                lines.append(f"{indent}{key}: {len(item)} entries, {len(tensors)} tensors, {count:,} values")
+                lines.append(
+                    f"{indent}{key}: {len(item)} entries, {len(tensors)} tensors, "
+                    f"{count:,} values")
             else:
                 lines.append(f"{indent}{key}:")
                 lines += _describe_value(item, indent + "  ")

@@ -1,0 +1,265 @@
+"""AGOP, neural feature matrix (NFM) and the H / G / M matrices of linear layers, batched.
+
+For a linear layer ``z = W h (+ b)`` inside a network with outputs ``f`` (C logits) and a
+per-sample loss ``l(f, y)``, over N samples:
+
+- ``H    = E[h h^T]``                                   (representation matrix)
+- ``G    = E[g g^T]``, ``g = -dl/dh``                     (gradient matrix)
+- ``M    = W^T W``                                      (neural feature matrix, NFM)
+- ``AGOP = E[sum_c (df_c/dh)^T (df_c/dh)]``             (average gradient outer product)
+
+all ``(d_in, d_in)``. One forward pass records every layer's input ``h``; one backward pass
+batched over the C output directions (``is_grads_batched=True``) gives ``J_c = df_c/dh`` for
+every sample and every layer at once. The loss gradient shares that pass: ``l`` depends on the
+sample's logits only, so ``g = -dl/dh`` is the backward of the direction ``-dl/df`` (from a
+backward of the summed loss through the loss alone), batched as a (C+1)-th direction. Outer
+products are matrix products (``X^T X``) accumulated and returned in the model's dtype. For a
+narrowing layer (``d_out < d_in``, e.g. the output layer), and for the first layer when that is
+cheaper, they are taken of the gradients with respect to ``z = W h`` instead:
+``AGOP = W^T E[sum_c dz_c dz_c^T] W`` (likewise ``G``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mdcli.errors import InputError
+from mdcli.losses.classification import LossName, per_sample_loss
+from mdcli.models.classifier import linear_layers
+
+SIMILARITIES = ("agop_vs_nfm", "sqrt_agop_vs_nfm", "g_vs_h", "g_vs_m", "h_vs_m")
+
+
+@dataclass
+class LayerStats:
+    """The four ``(d_in, d_in)`` matrices of one linear layer over ``n_samples``."""
+
+    H: torch.Tensor
+    G: torch.Tensor
+    M: torch.Tensor
+    agop: torch.Tensor
+    n_samples: int
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``<A, B>_F / (|A|_F |B|_F)`` in float64; NaN when either matrix is zero."""
+    a, b = a.double().flatten(), b.double().flatten()
+    norm = a.norm() * b.norm()
+    return float("nan") if norm == 0 else float(a @ b / norm)
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The centred cosine: Pearson correlation of the matrices' entries."""
+    a, b = a.double().flatten(), b.double().flatten()
+    return cosine(a - a.mean(), b - b.mean())
+
+
+def sqrt_psd(a: torch.Tensor) -> torch.Tensor:
+    """Square root of a symmetric positive semi-definite matrix (eigenvalues clamped at 0).
+
+    Computed in float64 on one thread: on CPU, torch's multi-threaded ``eigh`` of a few
+    hundred rows is 2-100x slower than the single-threaded one (worst on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        values, vectors = torch.linalg.eigh(a.double())
+    finally:
+        torch.set_num_threads(threads)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def nfm(weight: torch.Tensor, init: torch.Tensor | None = None) -> torch.Tensor:
+    """``W^T W`` (or ``(W - W_0)^T (W - W_0)`` with ``init``), shape (d_in, d_in)."""
+    w = weight.detach()
+    if init is not None:
+        w = w - init.detach().to(w.device, w.dtype)
+    return w.T @ w
+
+
+def layer_similarities(stats: LayerStats) -> dict[str, float]:
+    """Cosines (and ``pearson_`` centred variants) of AGOP vs NFM, AGOP^1/2 vs NFM, G vs H,
+    G vs M and H vs M, all from one Gram matrix of the five flattened matrices (float64)."""
+    names = ("agop", "sqrt_agop", "G", "H", "M")
+    mats = [stats.agop.double(), sqrt_psd(stats.agop), stats.G.double(), stats.H.double(),
+            stats.M.double()]
+    mats = torch.stack(mats).flatten(1)
+    pairs = {"agop_vs_nfm": ("agop", "M"), "sqrt_agop_vs_nfm": ("sqrt_agop", "M"),
+             "g_vs_h": ("G", "H"), "g_vs_m": ("G", "M"), "h_vs_m": ("H", "M")}
+    out = {}
+    for prefix, rows in (("", mats), ("pearson_", mats - mats.mean(1, keepdim=True))):
+        gram = (rows @ rows.T).tolist()
+        for name, (a, b) in pairs.items():
+            i, j = names.index(a), names.index(b)
+            norm = (gram[i][i] * gram[j][j]) ** 0.5
+            out[prefix + name] = gram[i][j] / norm if norm > 0 else float("nan")
+    return out
+
+
+def resolve_layers(model: nn.Module, layers: Sequence[nn.Linear | int] | None) -> list[nn.Linear]:
+    """Linear modules from modules or indices into the model's linear layers (None: all)."""
+    linears = linear_layers(model)
+    if layers is None:
+        return linears
+    out = []
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            out.append(layer)
+        elif isinstance(layer, int) and -len(linears) <= layer < len(linears):
+            out.append(linears[layer])
+        else:
+            raise InputError(f"layer {layer!r}: the model has {len(linears)} linear layers "
+                             f"(indices 0-{len(linears) - 1})")
+    return out
+
+
+def z_space(model: nn.Module, modules: list[nn.Linear]) -> list[bool]:
+    """Per layer, whether AGOP and G are cheaper from gradients w.r.t. ``z = W h``.
+
+    Per sample and direction, the outer product costs ``d_in^2`` in h space and ``d_out^2`` in
+    z space. The backward pass must reach ``h`` for every layer above the first selected one
+    anyway; for the first one, z space also saves the backward through ``W`` (``d_in d_out``).
+    """
+    order = {id(m): k for k, m in enumerate(linear_layers(model))}
+    first = min(order[id(m)] for m in modules)
+    return [m.out_features ** 2 < m.in_features ** 2 + (
+        m.in_features * m.out_features if order[id(m)] == first else 0) for m in modules]
+
+
+SPLIT_GRAM = 256  # from this width on, X^T X is formed from 3 of its 4 blocks
+
+
+def _add_gram(acc: torch.Tensor, rows: torch.Tensor, alpha: float, first: bool) -> None:
+    """``acc (+)= alpha * rows^T rows`` for rows (M, d); wide ones fill only the upper blocks
+    (3/4 of the flops), :func:`_mirror` copies the lower block at the end."""
+    beta = 0.0 if first else 1.0
+    d = rows.shape[1]
+    if d < SPLIT_GRAM:
+        acc.addmm_(rows.T, rows, beta=beta, alpha=alpha)
+        return
+    k = d // 2
+    top, bottom = rows[:, :k], rows[:, k:]
+    acc[:k, :k].addmm_(top.T, top, beta=beta, alpha=alpha)
+    acc[:k, k:].addmm_(top.T, bottom, beta=beta, alpha=alpha)
+    acc[k:, k:].addmm_(bottom.T, bottom, beta=beta, alpha=alpha)
+
+
+def _mirror(acc: torch.Tensor) -> torch.Tensor:
+    d = acc.shape[0]
+    if d >= SPLIT_GRAM:
+        k = d // 2
+        acc[k:, :k] = acc[:k, k:].T
+    return acc
+
+
+class _InputRecorder:
+    """Forward hooks that keep the input ``h`` and output ``z`` of each watched layer."""
+
+    def __init__(self, layers: list[nn.Linear]) -> None:
+        self.inputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.handles = [layer.register_forward_hook(self._hook(i))
+                        for i, layer in enumerate(layers)]
+        self.count = len(layers)
+
+    def _hook(self, index: int):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            self.inputs.setdefault(index, []).append((args[0], output))
+        return hook
+
+    def take(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        calls = [len(self.inputs.get(i, [])) for i in range(self.count)]
+        if any(c != 1 for c in calls):
+            bad = next(i for i, c in enumerate(calls) if c != 1)
+            raise InputError(f"layer {bad}: called {calls[bad]} times in one forward pass, "
+                             f"expected exactly once")
+        out = [self.inputs[i][0] for i in range(self.count)]
+        self.inputs.clear()
+        return out
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def layer_statistics(model: nn.Module, layers: Sequence[nn.Linear | int] | None,
+                     inputs: torch.Tensor, targets: torch.Tensor,
+                     loss: LossName = "cross_entropy", batch_size: int = 1024,
+                     device: str | torch.device | None = None) -> list[LayerStats]:
+    """H, G, M and AGOP of each layer in ``layers`` over all ``inputs``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps ``inputs`` (N, ...) to logits (N, C); evaluated in eval mode (restored after)
+        and moved to ``device``. It must not modify a layer's output in place.
+    layers : sequence of nn.Linear or int, or None
+        Linear modules of ``model``, or indices into its linear layers; None for all.
+    inputs, targets : Tensor
+        Samples (N, ...) and integer labels (N,) for the loss of ``G``.
+    loss : {"cross_entropy", "mse"}
+        Per-sample loss whose negative input-gradient is ``g``.
+    batch_size : int
+        Samples per pass (memory: about ``(C + 1) * batch_size * sum(d_in)`` floats).
+    device : str or torch.device, optional
+        Where to compute (default: the model's device).
+
+    Returns
+    -------
+    list of LayerStats
+        One per layer, matrices of shape (d_in, d_in) in the model's dtype, on the CPU.
+    """
+    if len(inputs) != len(targets) or len(inputs) == 0:
+        raise InputError(f"inputs ({len(inputs)}) and targets ({len(targets)}) must be "
+                         f"non-empty and of equal length")
+    params = list(model.parameters())
+    device = torch.device(device) if device is not None else params[0].device
+    dtype = params[0].dtype
+    model.to(device)
+    modules = resolve_layers(model, layers)
+    zspace = z_space(model, modules)
+    sums: dict[str, list[torch.Tensor]] = {"H": [], "G": [], "agop": []}
+    n = len(inputs)
+    recorder = _InputRecorder(modules)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(inputs), batch_size):
+            x = inputs[start:start + batch_size].to(device, dtype).requires_grad_(True)
+            y = targets[start:start + batch_size].to(device)
+            logits = model(x)
+            records = recorder.take()
+            hs = [h for h, _ in records]
+            # where cheaper, take gradients w.r.t. z = W h and form AGOP = W^T K W below
+            wrt = [z if zspace[i] else h for i, (h, z) in enumerate(records)]
+            detached = logits.detach().requires_grad_(True)
+            (dloss,) = torch.autograd.grad(per_sample_loss(loss, detached, y).sum(), detached)
+            classes = logits.shape[1]
+            # directions 0..C-1 give J_c = df_c/dh; direction C, -dl/df, gives g = -dl/dh
+            directions = torch.cat([
+                torch.eye(classes, dtype=dtype, device=device)[:, None, :].expand(-1, len(x), -1),
+                -dloss[None]])
+            grads = torch.autograd.grad(logits, wrt, directions, is_grads_batched=True)
+            for i, (h, grad) in enumerate(zip(hs, grads, strict=True)):  # grad: (C+1, B, d)
+                h = h.detach().reshape(len(x), -1)
+                jac, g = grad[:classes].reshape(-1, grad.shape[-1]), grad[classes]
+                for key, rows in (("H", h), ("G", g), ("agop", jac)):
+                    if start == 0:
+                        d = rows.shape[1]
+                        sums[key].append(torch.empty(d, d, dtype=dtype, device=device))
+                    # E[x x^T]: the 1/n is folded into the product
+                    _add_gram(sums[key][i], rows, 1 / n, first=start == 0)
+    finally:
+        recorder.close()
+        model.train(was_training)
+    results = []
+    for i, m in enumerate(modules):
+        stats = {k: _mirror(sums[k][i]) for k in sums}
+        if zspace[i]:
+            w = m.weight.detach()
+            stats.update(G=w.T @ stats["G"] @ w, agop=w.T @ stats["agop"] @ w)
+        results.append(LayerStats(**{k: v.cpu() for k, v in stats.items()},
+                                  M=nfm(m.weight).cpu(), n_samples=n))
+    return results

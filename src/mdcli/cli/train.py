@@ -1,0 +1,114 @@
+"""``mdcli train``: train what the config's top-level ``task`` names.
+
+Only ``task`` is read from the raw YAML here; the task's trainer builds its own typed config
+from ``TrainRequest.raw``. A new task is one function ``(TrainRequest) -> None`` and one entry
+in :data:`TRAINERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mdcli.cli.distill import train_tc_teacher_task
+from mdcli.cli.options import (
+    DEFAULT_WORK_DIR,
+    ConfigOpt,
+    DeviceOpt,
+    NameOpt,
+    ResumeOpt,
+    SeedOpt,
+    SetOpt,
+    WorkDirOpt,
+)
+from mdcli.config import apply_override, from_dict, read_yaml, resolve_config_path
+from mdcli.errors import InputError
+
+COMMAND = "train"
+
+
+@dataclass
+class TrainRequest:
+    """What every trainer gets from the command line."""
+
+    raw: dict[str, Any]        # config mapping after --set/--seed/--device
+    config_name: str           # the config file (or the resumed run's config.yaml)
+    work_dir: Path
+    name: str | None
+    resume: bool
+
+    def run_dir(self) -> Path:
+        """The result folder: ``WORK_DIR/train/<name>`` or a fresh timestamped one."""
+        from mdcli.runs import resolve_run_dir
+
+        return resolve_run_dir(self.work_dir, COMMAND, self.name, self.config_name)
+
+
+def train_classifier_task(request: TrainRequest) -> None:
+    """``task: classifier``: an MLP / ConvNet (see docs/train.md), DDP under torchrun."""
+    from mdcli import dist
+    from mdcli.logs import console
+    from mdcli.runs import start_run
+    from mdcli.training.classifier import ClassifierConfig, train_classifier
+
+    cfg = from_dict(ClassifierConfig, request.raw)
+    ctx = dist.init_distributed(cfg.device)
+    try:
+        path = dist.broadcast_object(request.run_dir() if ctx.is_main else None)
+        with start_run(COMMAND, cfg, path=path, enabled=ctx.is_main,
+                       device=str(ctx.device)) as run:
+            _, history = train_classifier(cfg, run, ctx=ctx, resume=request.resume)
+            final = history[-1]
+            run.update_summary(task="classifier", epochs=final["epoch"], final=final,
+                               checkpoint=str(run.path / "checkpoints" / "last.pt"))
+        if ctx.is_main:
+            figures = " ".join(f"{k}={v:.4f}" for k, v in final.items()
+                               if k.endswith(("loss", "acc")))
+            console.print(f"trained {final['epoch']} epochs: {figures}\nrun folder: {run.path}")
+    finally:
+        dist.cleanup()
+
+
+TRAINERS: dict[str, Callable[[TrainRequest], None]] = {
+    "classifier": train_classifier_task,
+    "tc_teacher": train_tc_teacher_task,
+}
+
+
+def _config_source(config: str | None, work_dir: Path, name: str | None, resume: bool) -> str:
+    run_dir = work_dir / COMMAND / name if name else None
+    if resume:
+        if run_dir is None:
+            raise InputError("--resume: needs --name RUN, the run folder under "
+                             f"{work_dir / COMMAND} to continue")
+        if not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise InputError(f"--resume: no checkpoint to resume from at "
+                             f"{run_dir / 'checkpoints' / 'last.pt'}")
+        return config or str(run_dir / "config.yaml")
+    if run_dir is not None and (run_dir / "checkpoints" / "last.pt").is_file():
+        raise InputError(f"--name {name}: {run_dir} already holds checkpoints; pass --resume to "
+                         f"continue it or choose another name")
+    if not config:
+        raise InputError("--config: required, a YAML file or a packaged name such as "
+                         "train/mlp_digits_adam")
+    return config
+
+
+def train(config: ConfigOpt = None, sets: SetOpt = None, work_dir: WorkDirOpt = DEFAULT_WORK_DIR,
+          name: NameOpt = None, device: DeviceOpt = None, seed: SeedOpt = None,
+          resume: ResumeOpt = False) -> None:
+    """Train a model from a config (task: classifier, ...); checkpoints every epoch."""
+    source = _config_source(config, work_dir, name, resume)
+    raw = read_yaml(resolve_config_path(source))
+    overrides = list(sets or [])
+    overrides += [f"seed={seed}"] if seed is not None else []
+    overrides += [f"device={device}"] if device is not None else []
+    for override in overrides:
+        apply_override(raw, override)
+    task = raw.get("task")
+    if task not in TRAINERS:
+        raise InputError(f"config {source}: top-level key 'task' is {task!r}, expected one of: "
+                         f"{', '.join(TRAINERS)}")
+    TRAINERS[task](TrainRequest(raw, source, work_dir, name, resume))

@@ -1,0 +1,216 @@
+"""The ERA5 teacher and the satellite-only student, and rebuilding them from a checkpoint.
+
+Both wrap the same :class:`~mdcli.models.ncsnpp.ConditionalUNet`. At its two fusion sites
+(``"low"`` = the "16" features, ``"high"`` = the "32" features) the teacher attends from its
+ERA5 encoder features to the U-Net state; the student first predicts those encoder features
+from the U-Net state, then runs the causal cross-attention. ``return_feat=True`` returns the
+features ``{"attn16", "attn32", "enc16", "enc32"}``, each ``[B, V=4, C, h, w]`` in the
+variable order SST, MSL, Z, R.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mdcli.config import from_dict, param
+from mdcli.errors import InputError
+from mdcli.losses.causal_mi import ConditionalMILoss
+from mdcli.models.causal import CausalEffectMatrix
+from mdcli.models.cross_attention import CrossModalFusion
+from mdcli.models.era5_encoder import EncoderPredictor, ERA5Encoder, softmax_weights
+from mdcli.models.ncsnpp import ConditionalUNet
+from mdcli.storage.checkpoint import load_checkpoint
+
+VARIABLES = ("sst", "msl", "z", "r")
+SITE_NAMES = {"low": "16", "high": "32"}
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = param(128, ge=8, help="frame height and width")
+    cond_frames: int = param(4, ge=1, help="K past frames stacked as input channels")
+    pred_frames: int = param(5, ge=1, help="P frames predicted")
+    era5_steps: int = param(4, ge=1, help="T ERA5 time steps")
+    ch: int = param(64, ge=4)
+    ch_mult: list[int] = param([1, 1, 2, 2], ge=1)
+    num_res_blocks: int = param(2, ge=1)
+    attn_resolutions: list[int] = param([16], ge=1)
+    dropout: float = param(0.1, ge=0, lt=1)
+    enc_base_channels: int = param(32, ge=1, help="ERA5 encoder hidden width per variable")
+    enc_channels: int = param(384, ge=1, help="encoder feature width per variable (E)")
+    heads: int = param(6, ge=1)
+    dim_head: int = param(64, ge=1)
+    mask_ratio: float = param(0.7, gt=0, le=1, help="share of channels kept as causal")
+    proj_dim: int = param(128, ge=1, help="projection width of the causal MI loss")
+    noncausal_weight: float = param(0.5, ge=0)
+    margin: float = param(0.2, ge=0)
+    temperature: float = param(0.1, gt=0)
+
+
+def check_model_config(cfg: ModelConfig, key: str = "model") -> None:
+    """Shape rules the schema's bounds cannot say; errors name the key."""
+    levels = len(cfg.ch_mult)
+    if levels < 2:
+        raise InputError(f"config key '{key}.ch_mult': got {cfg.ch_mult}, expected at least "
+                         f"two levels (the fusion sites are the two lowest resolutions)")
+    if cfg.image_size % 2 ** (levels - 1) or not math.log2(cfg.image_size).is_integer():
+        raise InputError(f"config key '{key}.image_size': got {cfg.image_size}, expected a "
+                         f"power of two divisible by 2^(len(ch_mult)-1) = {2 ** (levels - 1)}")
+
+
+def _unet(cfg: ModelConfig) -> ConditionalUNet:
+    return ConditionalUNet(cfg.cond_frames + cfg.pred_frames, cfg.pred_frames, cfg.image_size,
+                           cfg.ch, cfg.ch_mult, cfg.num_res_blocks, cfg.attn_resolutions,
+                           cfg.dropout)
+
+
+class Teacher(nn.Module):
+    """U-Net + ERA5 encoder + cross-modal attention at 16 and 32."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        check_model_config(cfg)
+        self.cfg = cfg
+        self.unet = _unet(cfg)
+        v = len(VARIABLES)
+        self.encoder = ERA5Encoder(v, cfg.era5_steps, cfg.image_size, 2 * self.unet.low_res,
+                                   cfg.enc_base_channels, cfg.enc_channels)
+        channels = {"low": self.unet.low_channels, "high": self.unet.high_channels}
+        self.fusion = nn.ModuleDict({site: CrossModalFusion(cfg.enc_channels, c, cfg.heads,
+                                                            cfg.dim_head)
+                                     for site, c in channels.items()})
+        self.variable_logits = nn.Parameter(torch.zeros(v))
+
+    def variable_weights(self) -> torch.Tensor:
+        return softmax_weights(self.variable_logits)
+
+    def forward(self, x_noisy: torch.Tensor, noise_level: torch.Tensor, cond: torch.Tensor,
+                era5: torch.Tensor, return_feat: bool = False, intervene: int | None = None):
+        """``[B, P, H, W]``, ``[B]``, ``[B, K, H, W]``, ``[B, 4, T, H, W]`` -> ``[B, P, H, W]``.
+
+        ``intervene=v`` replaces ERA5 variable ``v`` by zero (a counterfactual).
+        With ``return_feat`` returns ``(output, feats)``.
+        """
+        if intervene is not None:
+            keep = torch.ones(era5.shape[1], device=era5.device, dtype=era5.dtype)
+            keep[intervene] = 0.0
+            era5 = era5 * keep.view(1, -1, 1, 1, 1)
+        enc_high, enc_low = self.encoder(era5)
+        enc = {"low": enc_low, "high": enc_high}
+        weights = self.variable_weights()
+        feats: dict[str, torch.Tensor] = {}
+
+        def fuse(site: str, h: torch.Tensor) -> torch.Tensor:
+            h, attn, _ = self.fusion[site](h, enc[site], weights)
+            feats["attn" + SITE_NAMES[site]] = attn
+            return h
+
+        out = self.unet(x_noisy, noise_level, cond, fuse)
+        if not return_feat:
+            return out
+        feats.update(enc16=enc_low, enc32=enc_high)
+        return out, {key: feats[key] for key in ("attn16", "attn32", "enc16", "enc32")}
+
+
+class Student(nn.Module):
+    """U-Net + encoder-feature predictor + causal cross-attention; no ERA5 input."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        check_model_config(cfg)
+        self.cfg = cfg
+        self.unet = _unet(cfg)
+        v = len(VARIABLES)
+        channels = {"low": self.unet.low_channels, "high": self.unet.high_channels}
+        self.predictor = nn.ModuleDict({site: EncoderPredictor(c, v, cfg.enc_channels)
+                                        for site, c in channels.items()})
+        self.fusion = nn.ModuleDict({site: CrossModalFusion(cfg.enc_channels, c, cfg.heads,
+                                                            cfg.dim_head, cfg.mask_ratio)
+                                     for site, c in channels.items()})
+        self.variable_logits = nn.Parameter(torch.zeros(v))
+        self.mi_loss = ConditionalMILoss(cfg.enc_channels, cfg.pred_frames, cfg.proj_dim,
+                                         cfg.noncausal_weight, cfg.margin, cfg.temperature)
+        self.causal_effect = CausalEffectMatrix(v)
+
+    def variable_weights(self) -> torch.Tensor:
+        return softmax_weights(self.variable_logits)
+
+    def forward(self, x_noisy: torch.Tensor, noise_level: torch.Tensor, cond: torch.Tensor,
+                return_feat: bool = False, target: torch.Tensor | None = None,
+                intervene: int | None = None):
+        """``[B, P, H, W]``, ``[B]``, ``[B, K, H, W]`` -> ``[B, P, H, W]``.
+
+        With ``return_feat`` returns ``(output, feats, causal_loss)``; ``causal_loss`` is the
+        conditional MI loss against the clean ``target`` (zero when ``target`` is None).
+        ``intervene=v`` zeroes the predicted encoder features of variable ``v``.
+        """
+        weights = self.variable_weights()
+        feats: dict[str, torch.Tensor] = {}
+        parts = []
+
+        def fuse(site: str, h: torch.Tensor) -> torch.Tensor:
+            enc = self.predictor[site](h)
+            if intervene is not None:
+                keep = torch.ones(enc.shape[1], device=enc.device, dtype=enc.dtype)
+                keep[intervene] = 0.0
+                enc = enc * keep.view(1, -1, 1, 1, 1)
+            h, attn, split = self.fusion[site](h, enc, weights)
+            feats["attn" + SITE_NAMES[site]] = attn
+            feats["enc" + SITE_NAMES[site]] = enc
+            parts.append(split)
+            return h
+
+        out = self.unet(x_noisy, noise_level, cond, fuse)
+        if not return_feat:
+            return out
+        if target is not None:
+            causal_loss = torch.stack([self.mi_loss(c, n, target) for c, n in parts]).mean()
+        else:
+            causal_loss = out.new_zeros(())
+        return out, {key: feats[key] for key in ("attn16", "attn32", "enc16", "enc32")}, \
+            causal_loss
+
+
+def model_config(data: dict[str, Any] | ModelConfig) -> ModelConfig:
+    """A :class:`ModelConfig` from a checkpoint's ``model_config`` dict (validated)."""
+    return data if isinstance(data, ModelConfig) else from_dict(ModelConfig, data, "model_config")
+
+
+def build_diffusion_model(model_cfg: dict[str, Any] | ModelConfig, role: str = "teacher"
+                          ) -> Teacher | Student:
+    """Build the ``"teacher"`` or ``"student"`` network from a model config (dict or object)."""
+    cfg = model_config(model_cfg)
+    if role == "teacher":
+        return Teacher(cfg)
+    if role == "student":
+        return Student(cfg)
+    raise InputError(f"model role {role!r}: expected 'teacher' or 'student'")
+
+
+def load_distill_models(path: str | Path, ema: bool = True, device: str | torch.device = "cpu"
+                        ) -> tuple[Teacher, Student, dict[str, Any]]:
+    """Teacher and student (eval mode) from a ``distill`` checkpoint, and the record.
+
+    ``ema=True`` loads the student's EMA weights (``student_ema``), else ``student``.
+    """
+    record = load_checkpoint(path, map_location=device)
+    missing = [k for k in ("model_config", "teacher", "student", "student_ema") if k not in record]
+    if missing:
+        raise InputError(f"checkpoint {path}: not a distill checkpoint (missing "
+                         f"{', '.join(missing)})")
+    teacher = build_diffusion_model(record["model_config"], "teacher")
+    student = build_diffusion_model(record["model_config"], "student")
+    teacher.load_state_dict(record["teacher"])
+    student.load_state_dict(record["student_ema" if ema else "student"])
+    return teacher.to(device).eval(), student.to(device).eval(), record
+
+
+def variable_dict(values: torch.Tensor) -> dict[str, float]:
+    """``{"sst": ., "msl": ., "z": ., "r": .}`` from a ``[4]`` tensor."""
+    return dict(zip(VARIABLES, map(float, values.detach().cpu()), strict=True))

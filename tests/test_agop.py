@@ -1,0 +1,159 @@
+"""AGOP / H / G / M statistics against per-sample brute force and a linear network's closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mdcli.analysis.agop import (
+    SPLIT_GRAM,
+    cosine,
+    layer_similarities,
+    layer_statistics,
+    nfm,
+    pearson,
+    sqrt_psd,
+)
+from mdcli.errors import InputError
+from mdcli.models.classifier import linear_layers
+from mdcli.models.convnet import ConvNet
+from mdcli.models.mlp import MLP
+
+
+def brute_force(model: nn.Module, layer: nn.Linear, x: torch.Tensor, y: torch.Tensor, loss: str):
+    """Per sample, per output: one autograd.grad each; float64 sums of outer products."""
+    d = layer.in_features
+    sums = {k: torch.zeros(d, d, dtype=torch.float64) for k in ("H", "G", "agop")}
+    store: dict[str, torch.Tensor] = {}
+    handle = layer.register_forward_hook(lambda m, a, o: store.update(h=a[0]))
+    for n in range(len(x)):
+        out = model(x[n:n + 1].clone().requires_grad_(True))[0]
+        h = store["h"]
+        for c in range(out.shape[0]):
+            (grad,) = torch.autograd.grad(out[c], h, retain_graph=True)
+            sums["agop"] += torch.outer(grad.flatten(), grad.flatten())
+        if loss == "mse":
+            value = ((out - F.one_hot(y[n], out.shape[0]).double()) ** 2).mean()
+        else:
+            value = -torch.log_softmax(out, 0)[y[n]]
+        (grad,) = torch.autograd.grad(-value, h)
+        sums["G"] += torch.outer(grad.flatten(), grad.flatten())
+        sums["H"] += torch.outer(h.detach().flatten(), h.detach().flatten())
+    handle.remove()
+    return {k: v / len(x) for k, v in sums.items()}
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_mlp_statistics_match_per_sample_brute_force_in_float64(loss):
+    torch.manual_seed(0)
+    model = MLP(7, [6, 9, 5], 4, activation="tanh", bias=True).double()
+    x, y = torch.randn(13, 7, dtype=torch.float64), torch.randint(0, 4, (13,))
+    stats = layer_statistics(model, None, x, y, loss=loss, batch_size=5)
+    for layer, got in zip(linear_layers(model), stats, strict=True):
+        ref = brute_force(model, layer, x, y, loss)
+        assert rel(got.agop, ref["agop"]) < 1e-6
+        assert rel(got.G, ref["G"]) < 1e-6
+        assert rel(got.H, ref["H"]) < 1e-6
+        w = layer.weight.detach().numpy()
+        np.testing.assert_allclose(got.M.numpy(), w.T @ w, rtol=1e-12)
+        assert got.n_samples == 13
+
+
+def test_wide_layers_match_brute_force():
+    """Widths >= SPLIT_GRAM take the block-wise X^T X path, and z space for the narrow ones."""
+    torch.manual_seed(6)
+    model = MLP(SPLIT_GRAM + 4, [SPLIT_GRAM + 2], 3).double()
+    x, y = torch.randn(5, SPLIT_GRAM + 4, dtype=torch.float64), torch.randint(0, 3, (5,))
+    stats = layer_statistics(model, None, x, y, loss="mse", batch_size=3)
+    for layer, got in zip(linear_layers(model), stats, strict=True):
+        ref = brute_force(model, layer, x, y, "mse")
+        for key in ("H", "G", "agop"):
+            assert rel(getattr(got, key), ref[key]) < 1e-6
+
+
+def test_convnet_head_statistics_match_brute_force():
+    torch.manual_seed(1)
+    model = ConvNet([1, 4, 4], [3], [5], 3, norm=True).double()
+    x, y = torch.randn(6, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
+    stats = layer_statistics(model, [0, 1], x, y, loss="cross_entropy", batch_size=4)
+    for layer, got in zip(linear_layers(model), stats, strict=True):
+        ref = brute_force(model, layer, x, y, "cross_entropy")
+        assert rel(got.agop, ref["agop"]) < 1e-6 and rel(got.G, ref["G"]) < 1e-6
+
+
+def test_linear_network_matches_closed_form():
+    """f = W2 W1 x: AGOP_0 = (W2 W1)^T (W2 W1), AGOP_1 = W2^T W2, H_1 = W1 H_0 W1^T and, for
+    MSE, g_0 = -(W2 W1)^T r with r = 2 (f - onehot) / C."""
+    rng = np.random.default_rng(3)
+    n, d, k, c = 40, 5, 6, 3
+    x, y = rng.normal(size=(n, d)), rng.integers(0, c, n)
+    w1, w2 = rng.normal(size=(k, d)), rng.normal(size=(c, k))
+    model = nn.Sequential(nn.Linear(d, k, bias=False), nn.Linear(k, c, bias=False)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.from_numpy(w1))
+        model[1].weight.copy_(torch.from_numpy(w2))
+    stats = layer_statistics(model, None, torch.from_numpy(x), torch.from_numpy(y), loss="mse",
+                             batch_size=16)
+    prod = w2 @ w1
+    h0 = x.T @ x / n
+    r = 2 * (x @ prod.T - np.eye(c)[y]) / c
+    g0 = prod.T @ (r.T @ r / n) @ prod
+    g1 = w2.T @ (r.T @ r / n) @ w2
+    expected = [(h0, g0, w1.T @ w1, prod.T @ prod), (w1 @ h0 @ w1.T, g1, w2.T @ w2, w2.T @ w2)]
+    for got, (h, g, m, agop) in zip(stats, expected, strict=True):
+        for value, ref in ((got.H, h), (got.G, g), (got.M, m), (got.agop, agop)):
+            np.testing.assert_allclose(value.numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_batched_result_is_close_to_float64():
+    torch.manual_seed(2)
+    model = MLP(10, [32, 32], 5)
+    x, y = torch.randn(50, 10), torch.randint(0, 5, (50,))
+    low = layer_statistics(model, None, x, y, batch_size=17)
+    high = layer_statistics(model.double(), None, x.double(), y)
+    for a, b in zip(low, high, strict=True):
+        assert rel(a.agop, b.agop) < 1e-4 and rel(a.G, b.G) < 1e-4
+
+
+def test_last_layer_agop_equals_its_nfm():
+    torch.manual_seed(4)
+    model = MLP(8, [12, 12], 4, bias=True)
+    stats = layer_statistics(model, [2], torch.randn(20, 8), torch.randint(0, 4, (20,)))
+    assert layer_similarities(stats[0])["agop_vs_nfm"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_cosine_pearson_and_sqrt_against_numpy():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    assert cosine(ta, tb) == pytest.approx(np.sum(a * b) / np.linalg.norm(a) / np.linalg.norm(b))
+    assert pearson(ta, tb) == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+    assert cosine(ta, 3 * ta) == pytest.approx(1.0)
+    assert np.isnan(cosine(ta, torch.zeros(6, 6)))
+    psd = a @ a.T
+    root = sqrt_psd(torch.from_numpy(psd)).numpy()
+    np.testing.assert_allclose(root @ root, psd, atol=1e-10)
+    np.testing.assert_allclose(root, root.T, atol=1e-12)
+
+
+def test_nfm_without_init_removes_the_initial_weights():
+    w, w0 = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    np.testing.assert_allclose(nfm(w, w0).numpy(), ((w - w0).T @ (w - w0)).numpy())
+
+
+def test_bad_layers_and_shared_layers_are_input_errors():
+    model = MLP(4, [5], 2)
+    x, y = torch.randn(3, 4), torch.randint(0, 2, (3,))
+    with pytest.raises(InputError, match="2 linear layers"):
+        layer_statistics(model, [5], x, y)
+    shared = nn.Linear(4, 4)
+    twice = nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(4, 2))
+    with pytest.raises(InputError, match="called 2 times"):
+        layer_statistics(twice, [shared], x, y)

@@ -1,0 +1,151 @@
+"""Alignment metrics against direct calculations on small arrays with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mdcli.analysis import alignment as al
+from mdcli.errors import InputError
+
+
+@pytest.fixture
+def teacher():
+    return np.random.default_rng(0).normal(size=(40, 6)) * np.array([1, 2, 3, 0.5, 1, 4]) + 3
+
+
+def _z(teacher, x):
+    return (x - teacher.mean(0)) / teacher.std(0)
+
+
+def test_identical_sets(teacher):
+    m = al.evaluate(teacher, teacher.copy()).metrics
+    assert m["cosine_similarity"] == pytest.approx(1.0)
+    assert m["euclidean_distance"] == pytest.approx(0.0, abs=1e-12)
+    assert m["euclidean_distance_median"] == pytest.approx(0.0, abs=1e-12)
+    assert m["nearest_distance"] == pytest.approx(0.0, abs=1e-12)
+    assert m["cluster_variance_ratio"] == pytest.approx(1.0)
+    assert m["knn_overlap"] == pytest.approx(1.0)
+    assert m["cka"] == pytest.approx(1.0)
+    assert al.grade(m) == "excellent" and al.diagnoses(m) == []
+
+
+def test_shifted_set(teacher):
+    shift = np.array([1.0, -2.0, 0.5, 0.0, 3.0, 1.0])
+    student = teacher + shift
+    expected = math.sqrt(np.sum((shift / teacher.std(0)) ** 2))
+    assert al.euclidean_distance(teacher, student) == pytest.approx(expected)
+    assert al.euclidean_distance_median(teacher, student) == pytest.approx(expected)
+    assert al.cluster_variance_ratio(teacher, student) == pytest.approx(1.0)
+    assert al.cka(teacher, student) == pytest.approx(1.0)
+    cos = np.mean([t @ s / np.linalg.norm(t) / np.linalg.norm(s)
+                   for t, s in zip(teacher, student, strict=True)])
+    assert al.cosine_similarity(teacher, student) == pytest.approx(cos)
+
+
+def test_scaled_set(teacher):
+    student = 2.0 * teacher
+    assert al.cosine_similarity(teacher, student) == pytest.approx(1.0)
+    assert al.cluster_variance_ratio(teacher, student) == pytest.approx(4.0)
+    assert al.cka(teacher, student) == pytest.approx(1.0)
+    # standardised: 2t - mean = (t - mean) + t, so the distance is |t / std| per row
+    direct = np.linalg.norm(teacher / teacher.std(0), axis=1)
+    assert al.euclidean_distance(teacher, student) == pytest.approx(direct.mean())
+    assert al.euclidean_distance_median(teacher, student) == pytest.approx(np.median(direct))
+    assert al.grade(al.evaluate(teacher, student).metrics) == "poor"
+
+
+def test_distances_are_scale_free(teacher):
+    rng = np.random.default_rng(1)
+    student = teacher + rng.normal(size=teacher.shape)
+    a = al.evaluate(teacher, student).metrics
+    b = al.evaluate(7.0 * teacher, 7.0 * student).metrics
+    for key in ("euclidean_distance", "nearest_distance", "cluster_variance_ratio", "cka",
+                "knn_overlap", "cosine_similarity"):
+        assert a[key] == pytest.approx(b[key])
+
+
+def test_nearest_distance_brute_force(teacher):
+    student = np.random.default_rng(2).normal(size=teacher.shape) * 2 + 3
+    zt, zs = _z(teacher, teacher), _z(teacher, student)
+    brute = np.mean([min(np.linalg.norm(t - s) for s in zs) for t in zt])
+    assert al.nearest_distance(teacher, student) == pytest.approx(brute)
+
+
+def test_centre_distances(teacher):
+    student = teacher * 3 - 1
+    td, sd = al.centre_distances(teacher, student)
+    zt = _z(teacher, teacher)
+    assert np.allclose(td, [np.linalg.norm(r - zt.mean(0)) for r in zt])
+    assert np.allclose(sd, 3 * td)
+
+
+def test_variance_ratio_direct(teacher):
+    student = np.random.default_rng(3).normal(size=teacher.shape)
+    direct = np.sum(student.var(0) / teacher.var(0)) / np.sum(np.ones(6))
+    assert al.cluster_variance_ratio(teacher, student) == pytest.approx(direct)
+
+
+def test_cka_matches_hsic_with_centering_matrix(teacher):
+    student = np.random.default_rng(4).normal(size=(40, 3))
+    student = np.concatenate([student, teacher[:, :2] @ np.ones((2, 2))], axis=1)
+    n = len(teacher)
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l_ = teacher @ teacher.T, student @ student.T
+    hsic = lambda a, b: np.trace(a @ h @ b @ h)  # noqa: E731
+    expected = hsic(k, l_) / math.sqrt(hsic(k, k) * hsic(l_, l_))
+    assert al.cka(teacher, student) == pytest.approx(expected)
+    q, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(6, 6)))
+    assert al.cka(teacher, teacher @ q) == pytest.approx(1.0)
+
+
+def test_knn_overlap_brute_force():
+    rng = np.random.default_rng(6)
+    t, s = rng.normal(size=(30, 4)), rng.normal(size=(30, 4)) + 0.7
+    zt, zs = _z(t, t), _z(t, s)
+    pooled = np.concatenate([zt, zs])
+    n, k = 30, 5
+    shares = []
+    for i, p in enumerate(pooled):
+        d = np.linalg.norm(pooled - p, axis=1)
+        d[i] = np.inf
+        nearest = np.argsort(d, kind="stable")[:k]
+        shares.append(np.mean((nearest < n) != (i < n)))
+    expected = min(1.0, np.mean(shares) / (n / (2 * n - 1)))
+    assert al.knn_overlap(t, s, k=k) == pytest.approx(expected)
+    assert 0.0 < expected < 1.0
+
+
+def test_separated_sets_have_zero_overlap_and_are_diagnosed(teacher):
+    student = -teacher - 100.0
+    m = al.evaluate(teacher, student).metrics
+    assert m["knn_overlap"] == 0.0
+    found = al.diagnoses(m)
+    assert al.grade(m) == "poor" and len(found) == 3
+    assert "distillation" in found[0] and "loss weights" in found[1] and "separate" in found[2]
+
+
+def test_grade_thresholds():
+    base = {"cosine_similarity": 0.9, "euclidean_distance": 1.0, "cluster_variance_ratio": 1.1,
+            "knn_overlap": 1.0}
+    assert al.grade(base) == "excellent"
+    assert al.grade({**base, "cosine_similarity": 0.8}) == "good"
+    assert al.grade({**base, "euclidean_distance": 2.0}) == "good"
+    assert al.grade({**base, "cluster_variance_ratio": 1.0 / 1.5}) == "good"  # collapsed
+    assert al.grade({**base, "cluster_variance_ratio": 2.5}) == "poor"
+    assert al.grade({**base, "cosine_similarity": 0.6}) == "poor"
+    assert al.worst_grade(["excellent", "good"]) == "good"
+    assert al.meets("good", "good") and not al.meets("good", "excellent")
+
+
+def test_bad_pairs_are_input_errors(teacher):
+    with pytest.raises(InputError, match="differ"):
+        al.evaluate(teacher, teacher[:, :3])
+    with pytest.raises(InputError, match=r"\[N, D\]"):
+        al.evaluate(teacher[0], teacher[0])
+    bad = teacher.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        al.evaluate(teacher, bad)

@@ -1,0 +1,272 @@
+"""Synthetic cyclones: layout, physics, the causal links, determinism and ``mdcli data``."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import Ridge
+from sklearn.metrics import r2_score
+
+from mdcli.config import load_config
+from mdcli.data.synth_tc import (
+    SynthTCConfig,
+    category,
+    generate_from_config,
+    pressure_deficit,
+    write_synth_tc,
+)
+from mdcli.errors import InputError
+from mdcli.storage.checkpoint import save_checkpoint
+
+VARS = ("sst", "msl", "z", "r")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The packaged tiny config: 48 storms x 16 frames x 32 x 32."""
+    path = tmp_path_factory.mktemp("tc") / "tiny.h5"
+    generate_from_config("data/tc_tiny", path)
+    with h5py.File(path, "r") as h5:
+        data = {k: h5[k][()] for k in ("ir", "era5/sst", "era5/msl", "era5/z", "era5/r",
+                                        "meta/center", "meta/intensity", "meta/pressure",
+                                        "meta/category", "meta/rmax", "meta/rainband_extent",
+                                        "meta/storm_id")}
+        data["attrs"] = dict(h5.attrs)
+        data["msl_attrs"] = dict(h5["era5/msl"].attrs)
+    data["path"] = path
+    return data
+
+
+def small_cfg(**values) -> SynthTCConfig:
+    base = {"n_storms": 3, "frames": 4, "size": 32}
+    return load_config(SynthTCConfig, None, [f"{k}={v}" for k, v in {**base, **values}.items()])
+
+
+def weighted_mean(field: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-weighted mean of ``field [S,T,H,W]`` around ``centre [S,T,2]`` (pixels)."""
+    rows, cols = np.mgrid[0:field.shape[-2], 0:field.shape[-1]]
+    dist2 = (rows - centre[..., 0, None, None]) ** 2 + (cols - centre[..., 1, None, None]) ** 2
+    weight = np.exp(-dist2 / (2 * sigma ** 2))
+    return (weight * field).sum((-1, -2)) / weight.sum((-1, -2))
+
+
+def holdout_r2(features: list[np.ndarray], target: np.ndarray, times: np.ndarray) -> float:
+    """R^2 on the last 30% of storms of a ridge fit on the first 70% (no features: the mean)."""
+    n_storms = target.shape[0]
+    y = target[:, times].ravel()
+    train = np.repeat(np.arange(n_storms) < int(0.7 * n_storms), len(times))
+    if not features:
+        return r2_score(y[~train], np.full((~train).sum(), y[train].mean()))
+    x = np.stack([f[:, times].ravel() for f in features], axis=1)
+    model = Ridge(alpha=1e-3).fit(x[train], y[train])
+    return r2_score(y[~train], model.predict(x[~train]))
+
+
+# ----------------------------------------------------------------------------- layout
+def test_layout_shapes_dtypes_and_attrs(tiny):
+    s, t, n = 48, 16, 32
+    assert tiny["ir"].shape == (s, t, n, n) and tiny["ir"].dtype == np.float32
+    assert tiny["ir"].min() >= -1 and tiny["ir"].max() <= 1
+    for v in VARS:
+        field = tiny[f"era5/{v}"]
+        assert field.shape == (s, t, n, n) and field.dtype == np.float32
+        assert abs(float(field.mean())) < 0.5 and 0.3 < float(field.std()) < 2.0, v
+    assert tiny["meta/center"].shape == (s, t, 2) and tiny["meta/center"].dtype == np.float32
+    assert tiny["meta/intensity"].shape == (s, t) and tiny["meta/pressure"].shape == (s, t)
+    assert tiny["meta/category"].dtype.kind == "i" and tiny["meta/storm_id"].dtype.kind == "i"
+    assert np.array_equal(tiny["meta/storm_id"], np.arange(s))
+    assert set(np.unique(tiny["meta/category"])) >= {0, 1, 2, 3}
+    attrs = tiny["attrs"]
+    assert attrs["format"] == "mdcli-tc" and attrs["format_version"] == 1
+    assert list(attrs["variables"]) == list(VARS) and attrs["seed"] == 0
+    assert json.loads(attrs["config"])["n_storms"] == s
+    assert tiny["msl_attrs"]["units"] == "hPa" and "normalisation" in tiny["msl_attrs"]
+
+
+def test_causal_links_attribute_names_the_true_links(tiny):
+    links = json.loads(tiny["attrs"]["causal_links"])
+    matrix = np.array(links["matrix"])
+    assert links["variables"] == list(VARS) and matrix.shape == (4, 5)
+    col = {name: i for i, name in enumerate(links["targets"])}
+    row = {name: i for i, name in enumerate(VARS)}
+    for var, target in (("sst", "intensity_change"), ("z", "motion_row"), ("z", "motion_col"),
+                        ("r", "rainband_extent"), ("msl", "central_pressure")):
+        assert matrix[row[var], col[target]] > 0.05, (var, target)
+    for var, target in (("sst", "motion_row"), ("z", "intensity_change"),
+                        ("sst", "rainband_extent"), ("r", "motion_col")):
+        assert matrix[row[var], col[target]] == 0, (var, target)
+    assert {(link["variable"], link["target"]) for link in links["links"]} >= {
+        ("sst", "intensity_change"), ("z", "motion_row")}
+
+
+def test_category_and_pressure_closed_forms():
+    assert category(np.array([20.0, 32.9, 33.0, 42.9, 43.0, 50.0, 58.0, 69.9, 70.0])).tolist() \
+        == [0, 0, 1, 1, 2, 3, 4, 4, 5]
+    winds = np.array([20.0, 45.0, 70.0])
+    assert np.allclose(3.45 * pressure_deficit(winds) ** 0.644, winds)
+
+
+# ----------------------------------------------------------------------------- physics
+def test_eye_is_warmer_than_the_eyewall(tiny):
+    ir, centre, rmax = tiny["ir"], tiny["meta/center"], tiny["meta/rmax"]
+    s, t = np.nonzero(tiny["meta/category"] >= 2)
+    assert len(s) > 20
+    rows, cols = np.mgrid[0:32, 0:32]
+    strong = np.hypot(rows - centre[s, t, 0, None, None], cols - centre[s, t, 1, None, None])
+    frames = ir[s, t]
+    eye = np.where(strong <= 0.75, frames, np.nan)
+    wall = np.where(np.abs(strong - rmax[s, t, None, None]) <= 0.6, frames, np.nan)
+    eye_ir, wall_ir = np.nanmean(eye, axis=(1, 2)), np.nanmean(wall, axis=(1, 2))
+    # high normalised IR = cold cloud tops: the eyewall is colder (higher) than the eye
+    assert np.mean(wall_ir > eye_ir + 0.2) > 0.9
+    dist = np.hypot(rows - centre[..., 0, None, None], cols - centre[..., 1, None, None])
+    weak = tiny["meta/intensity"] < 25
+    assert np.mean(ir[weak][dist[weak] <= 0.75]) > 0  # weak storms: a cloud-filled centre
+    # the frames show intensity: stronger storms have larger areas of cold cloud tops
+    cold_area = (ir > 0.6).sum((2, 3))
+    assert np.corrcoef(cold_area.ravel(), tiny["meta/intensity"].ravel())[0, 1] > 0.6
+
+
+def test_msl_minimum_at_the_centre_and_tracks_intensity(tiny):
+    msl, centre = tiny["era5/msl"], tiny["meta/center"]
+    rows, cols = np.mgrid[0:32, 0:32]
+    dist = np.hypot(rows - centre[..., 0, None, None], cols - centre[..., 1, None, None])
+    near = np.where(dist <= 0.2 * 32, msl, np.inf).reshape(*msl.shape[:2], -1)
+    assert np.take_along_axis(dist.reshape(near.shape), near.argmin(-1)[..., None], -1).max() <= 1
+    # the storm's low is the domain's lowest pressure, but for a few weak depressions
+    flat = msl.reshape(*msl.shape[:2], -1)
+    lowest = np.take_along_axis(dist.reshape(flat.shape), flat.argmin(-1)[..., None], -1)[..., 0]
+    assert np.all(lowest[tiny["meta/intensity"] >= 20] <= 1)
+    hpa = flat.min(-1) * tiny["msl_attrs"]["scale"] + tiny["msl_attrs"]["offset"]
+    assert np.corrcoef(hpa.ravel(), tiny["meta/pressure"].ravel())[0, 1] > 0.97
+    assert np.corrcoef(tiny["meta/intensity"].ravel(), tiny["meta/pressure"].ravel())[0, 1] < -0.95
+
+
+# ----------------------------------------------------------------------------- causal links
+def test_sst_improves_the_next_intensity_change_beyond_past_frames(tiny):
+    v = tiny["meta/intensity"]
+    change = np.roll(v, -1, axis=1) - v
+    past = [v, np.roll(v, 1, axis=1), np.roll(v, 2, axis=1)]  # intensities at t, t-1, t-2
+    sst = weighted_mean(tiny["era5/sst"], tiny["meta/center"], sigma=0.08 * 32)
+    times = np.arange(2, v.shape[1] - 1)
+    none = holdout_r2([], change, times)
+    with_past = holdout_r2(past, change, times)
+    with_sst = holdout_r2([*past, sst], change, times)
+    assert none < 0.05 < 0.2 < with_past  # intensity trends persist: past frames hint
+    assert with_sst > with_past + 0.08, (with_past, with_sst)
+
+
+def test_z_gradient_steers_the_next_motion_better_than_past_motion(tiny):
+    centre = tiny["meta/center"]
+    motion = np.roll(centre, -1, axis=1) - centre
+    past = [centre[..., k] - np.roll(centre, 1, axis=1)[..., k] for k in (0, 1)]
+    grad = [weighted_mean(g, centre, sigma=0.1 * 32)
+            for g in np.gradient(tiny["era5/z"], axis=(2, 3))]
+    times = np.arange(1, centre.shape[1] - 1)
+    for k in (0, 1):
+        none = holdout_r2([], motion[..., k], times)
+        with_past = holdout_r2(past, motion[..., k], times)
+        with_z = holdout_r2([*past, *grad], motion[..., k], times)
+        assert none < 0.05 and with_past > 0.4, (k, none, with_past)
+        assert with_z > with_past + 0.1, (k, with_past, with_z)
+
+
+def test_msl_and_r_add_to_next_pressure_and_rain_bands(tiny):
+    v, pressure = tiny["meta/intensity"], tiny["meta/pressure"]
+    times = np.arange(1, v.shape[1] - 1)
+    past = [v, np.roll(v, 1, axis=1)]
+    central_msl = tiny["era5/msl"].reshape(*v.shape, -1).min(-1)
+    nxt = np.roll(pressure, -1, axis=1)
+    assert holdout_r2([*past, central_msl], nxt, times) > holdout_r2(past, nxt, times) + 0.03
+    extent = tiny["meta/rainband_extent"]
+    rows, cols = np.mgrid[0:32, 0:32]
+    centre = tiny["meta/center"]
+    dist = np.hypot(rows - centre[..., 0, None, None], cols - centre[..., 1, None, None])
+    ring = np.exp(-0.5 * ((dist - 0.25 * 32) / (0.07 * 32)) ** 2)
+    humidity = (ring * tiny["era5/r"]).sum((-1, -2)) / ring.sum((-1, -2))
+    nxt = np.roll(extent, -1, axis=1)
+    with_past = holdout_r2([extent], nxt, times)  # the band extent persists
+    with_r = holdout_r2([extent, humidity], nxt, times)
+    assert with_past > 0.5 and 1 - with_r < 0.7 * (1 - with_past), (with_past, with_r)
+
+
+# ----------------------------------------------------------------------------- generator
+def test_deterministic_with_the_seed(tmp_path):
+    a, b, c = (tmp_path / f"{name}.h5" for name in "abc")
+    write_synth_tc(small_cfg(seed=3), a)
+    write_synth_tc(small_cfg(seed=3), b)
+    write_synth_tc(small_cfg(seed=4), c)
+    with h5py.File(a) as fa, h5py.File(b) as fb, h5py.File(c) as fc:
+        for key in ("ir", "era5/z", "meta/center", "meta/intensity"):
+            assert np.array_equal(fa[key][()], fb[key][()]), key
+            assert not np.array_equal(fa[key][()], fc[key][()]), key
+        assert fa.attrs["causal_links"] == fb.attrs["causal_links"]
+
+
+def test_bad_size_and_config_keys_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="multiple of 16"):
+        write_synth_tc(small_cfg(size=50), tmp_path / "x.h5")
+    with pytest.raises(InputError, match="n_storms"):
+        load_config(SynthTCConfig, None, ["n_storm=3"])
+    assert not (tmp_path / "x.h5").exists()
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_synth_tc_writes_the_requested_file(run_cli, tmp_path):
+    out = tmp_path / "sub" / "tc.h5"
+    result = run_cli("data", "synth-tc", "--out", out, "--config", "data/tc_tiny",
+                     "--n-storms", 3, "--frames", 5, "--size", 48, "--seed", 7)
+    assert result.code == 0, result.err
+    with h5py.File(out) as h5:
+        assert h5["ir"].shape == (3, 5, 48, 48) and h5.attrs["seed"] == 7
+    assert list(tmp_path.joinpath("sub").iterdir()) == [out]  # no temporary file left
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--size", 50), "multiple of 16"),
+    (("--n-storms", 0), "n_storms"),
+    (("--config", "data/no_such_config"), "config file not found"),
+    (("--set", "physics.sst_coupling=-1"), "physics.sst_coupling"),
+])
+def test_cli_bad_options_exit_2(run_cli, tmp_path, args, words):
+    result = run_cli("data", "synth-tc", "--out", tmp_path / "tc.h5", *args)
+    assert result.code == 2 and words in result.err, result.err
+    assert not (tmp_path / "tc.h5").exists()
+
+
+def test_cli_unwritable_out_exits_2(run_cli, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    result = run_cli("data", "synth-tc", "--out", blocker / "tc.h5", "--n-storms", 2,
+                     "--frames", 2)
+    assert result.code == 2 and "--out" in result.err, result.err
+    result = run_cli("data", "synth-tc", "--out", tmp_path, "--n-storms", 2, "--frames", 2)
+    assert result.code == 2 and "directory" in result.err, result.err
+
+
+def test_cli_info_on_a_cyclone_file_and_a_checkpoint(run_cli, tiny, tmp_path):
+    result = run_cli("data", "info", tiny["path"])
+    assert result.code == 0, result.err
+    assert "ir: float32 (48, 16, 32, 32)" in result.out and "mdcli-tc" in result.out
+    assert "era5/sst: float32 (48, 16, 32, 32)" in result.out
+    ckpt = save_checkpoint(tmp_path / "model.pt", {"weights": torch.zeros(2, 3), "epoch": 4})
+    result = run_cli("data", "info", ckpt)
+    assert result.code == 0, result.err
+    assert "weights: tensor float32 (2, 3)" in result.out and "epoch: 4" in result.out
+
+
+def test_cli_info_missing_or_corrupt_file_exits_2(run_cli, tiny, tmp_path):
+    result = run_cli("data", "info", tmp_path / "missing.h5")
+    assert result.code == 2 and "not found" in result.err
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(tiny["path"].read_bytes()[:4096])
+    result = run_cli("data", "info", truncated)
+    assert result.code == 2 and "corrupt" in result.err, result.err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"definitely not a checkpoint")
+    result = run_cli("data", "info", junk)
+    assert result.code == 2 and "junk.pt" in result.err, result.err

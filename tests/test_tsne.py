@@ -1,0 +1,219 @@
+"""t-SNE wrapper: option checks, embedding quality, shared maps, and `mdcli tsne` end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_blobs
+from sklearn.manifold import trustworthiness
+
+from mdcli.analysis import tsne as T
+from mdcli.analysis.features import (
+    find_layer,
+    layer_features,
+    load_feature_file,
+    pool_output,
+    select_classes,
+)
+from mdcli.cli import tsne as cli_tsne
+from mdcli.errors import InputError
+
+FAST = T.TSNEParams(n_iter=400, seed=0)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    x, y = make_blobs(240, 60, centers=4, cluster_std=1.0, random_state=0)
+    return x.astype(np.float32), y
+
+
+def test_cli_constants_match_library():
+    assert cli_tsne.EARLY_EXAGGERATION_ITER == T.EARLY_EXAGGERATION_ITER
+    assert T.TSNEParams().n_iter > T.EARLY_EXAGGERATION_ITER
+
+
+@pytest.mark.parametrize("change, option", [
+    ({"n_components": 4}, "--n-components"), ({"perplexity": 0}, "--perplexity"),
+    ({"n_iter": 250}, "--n-iter"), ({"init": "umap"}, "--init"),
+    ({"learning_rate": -1.0}, "--learning-rate"), ({"early_exaggeration": 0.5},
+                                                    "--early-exaggeration"),
+    ({"n_iter_without_progress": 10}, "--n-iter-without-progress"),
+])
+def test_bad_options_name_the_option(change, option):
+    with pytest.raises(InputError, match=option):
+        T.check_params(dataclasses.replace(T.TSNEParams(), **change))
+
+
+def test_perplexity_too_large_for_the_samples():
+    T.check_params(T.TSNEParams(perplexity=33), n_samples=100)
+    with pytest.raises(InputError, match=r"--perplexity 34 is too large for 100 samples.*33"):
+        T.check_params(T.TSNEParams(perplexity=34), n_samples=100)
+
+
+def test_embedding_keeps_clusters_and_is_deterministic(blobs):
+    x, y = blobs
+    a = T.embed(x, FAST)
+    b = T.embed(x, FAST)
+    assert a.shape == (240, 2) and np.array_equal(a, b)
+    assert trustworthiness(x, a, n_neighbors=10) > 0.9
+    # every point's nearest embedded neighbour lies in its own blob
+    d = np.linalg.norm(a[:, None] - a[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    assert np.mean(y[d.argmin(1)] == y) == 1.0
+
+
+def test_pca_pre_reduction_and_three_components(blobs):
+    x, _ = blobs
+    fitted = T.fit_map(x, dataclasses.replace(FAST, pca_dims=10, n_components=3, init="random"))
+    assert fitted.pca is not None and fitted.pca.n_components_ == 10
+    assert fitted.coords.shape == (240, 3)
+    assert T.fit_map(x, dataclasses.replace(FAST, pca_dims=100)).pca is None
+
+
+def test_shared_map_places_copies_on_their_originals_and_drift_away(blobs):
+    x, _ = blobs
+    fitted = T.fit_map(x, FAST)
+    ref = fitted.coords
+    same = fitted.transform(x + 0.01)
+    spread = np.linalg.norm(ref - ref.mean(0), axis=1).mean()
+    assert np.linalg.norm(same - ref, axis=1).mean() < 0.2 * spread
+    teacher, student = T.embed_pair(x[:120], x[:120] + 0.01, FAST, shared_map=True)
+    offset = teacher - T.embed(x[:120], FAST)  # the same layout, recentred for the transform
+    assert np.allclose(offset, offset[0], atol=1e-6)
+    assert np.linalg.norm(student - teacher, axis=1).mean() < 0.2 * spread
+
+
+def test_n_iter_without_progress_stops_early():
+    stop = T._StopWithoutProgress(patience=100)
+    assert not stop(50, 2.0, None) and not stop(100, 1.0, None)
+    assert not stop(150, 1.5, None) and stop(200, 1.2, None)
+
+
+def test_thread_choice():
+    assert T._threads(T.TSNEParams(), 1000) == 1
+    assert 1 <= T._threads(T.TSNEParams(), 20_000) <= T.MAX_THREADS
+    assert T._threads(T.TSNEParams(n_jobs=3), 10) == 3
+
+
+def test_pooling_and_layer_hooks():
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    assert torch.allclose(pool_output(x), x.mean(dim=(2, 3)))
+    assert torch.allclose(pool_output(x[..., 0]), x[..., 0].mean(dim=1))
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    inputs = torch.randn(10, 4)
+    hidden = torch.relu(model[0](inputs))
+    got = layer_features(model, "pre_logits", torch.split(inputs, 3))
+    assert np.allclose(got, hidden.detach().numpy(), atol=1e-6)
+    assert np.allclose(layer_features(model, "0", [inputs]), model[0](inputs).detach().numpy(),
+                       atol=1e-6)
+    with pytest.raises(InputError, match="--layer 'nope'.*pre_logits"):
+        find_layer(model, "nope")
+
+
+def test_select_classes_follows_mmpretrain_options():
+    labels = np.array([2, 0, 1, 2, 0, 1, 2, 3])
+    assert list(select_classes(labels, None, 2, 100)) == [1, 2, 4, 5]  # classes 0 and 1
+    assert list(select_classes(labels, ["2"], 20, 2)) == [0, 3]
+    for bad in ("9", "cat"):
+        with pytest.raises(InputError, match=f"--class-idx {bad}"):
+            select_classes(labels, [bad], 20, 2)
+
+
+def test_feature_file_checks(tmp_path):
+    good = tmp_path / "f.npz"
+    np.savez(good, teacher=np.ones((5, 3)), student=np.zeros((5, 3)),
+             variable=np.array(list("aabbc")))
+    loaded = load_feature_file(good)
+    assert loaded.paired and loaded.variable.tolist() == list("aabbc")
+    h5 = tmp_path / "f.h5"
+    with h5py.File(h5, "w") as handle:
+        handle["features"] = np.ones((4, 2))
+        handle["labels"] = np.arange(4)
+    assert not load_feature_file(h5).paired
+    cases = {"a.npz": dict(teacher=np.ones((5, 3))),
+             "b.npz": dict(teacher=np.ones((5, 3)), student=np.ones((4, 3))),
+             "c.npz": dict(x=np.ones((5, 3))),
+             "d.npz": dict(features=np.ones((5, 3)), labels=np.arange(4))}
+    for name, arrays in cases.items():
+        np.savez(tmp_path / name, **arrays)
+        with pytest.raises(InputError, match=name):
+            load_feature_file(tmp_path / name)
+    with pytest.raises(InputError, match="unknown file type"):
+        (tmp_path / "x.csv").write_text("1,2\n")
+        load_feature_file(tmp_path / "x.csv")
+
+
+@pytest.fixture
+def paired_file(tmp_path):
+    rng = np.random.default_rng(0)
+    variable = np.repeat(np.array(["sst", "msl", "z", "r"]), 30)
+    teacher = rng.normal(size=(4, 24))[np.repeat(np.arange(4), 30)] * 4
+    teacher += rng.normal(size=teacher.shape)
+    path = tmp_path / "paired.npz"
+    np.savez(path, teacher=teacher, student=teacher + 0.3 * rng.normal(size=teacher.shape),
+             variable=variable)
+    return path
+
+
+@pytest.mark.slow
+def test_cli_paired_features(run_cli, tmp_path, paired_file):
+    out = tmp_path / "out"
+    result = run_cli("tsne", "--features", paired_file, "--save-dir", out, "--n-iter", 300,
+                     "--shared-map")
+    assert result.code == 0, result.err
+    for name in ("tsne_features.png", "alignment_metrics_features.txt",
+                 "feature_alignment_analysis.txt", "tsne_embeddings.h5", "alignment.json"):
+        assert (out / name).is_file(), name
+    with h5py.File(out / "tsne_embeddings.h5") as handle:
+        assert handle["features/teacher"].shape == (120, 2)
+        assert handle["features/student"].shape == (120, 2)
+        assert handle.attrs["perplexity"] == 30.0 and handle.attrs["shared_map"] == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["grade"] == "excellent"
+    assert "SST" in (out / "feature_alignment_analysis.txt").read_text()
+
+
+@pytest.mark.slow
+def test_cli_single_features_with_classes(run_cli, tmp_path):
+    x, y = make_blobs(150, 16, centers=3, random_state=1)
+    path = tmp_path / "single.npz"
+    np.savez(path, features=x, labels=y)
+    out = tmp_path / "o"
+    result = run_cli("tsne", "--features", path, "--save-dir", out, "--n-iter", 300,
+                     "--class-idx", "0,2", "--max-num-samples", 40, "--legend", "--perplexity", 20)
+    assert result.code == 0, result.err
+    with h5py.File(out / "tsne_embeddings.h5") as handle:
+        assert handle["embedding"].shape == (80, 2)
+        assert sorted(set(handle["labels"][()].tolist())) == [0, 2]
+    assert (out / "tsne_features.png").is_file()
+
+
+def test_cli_perplexity_too_large_is_exit_2(run_cli, tmp_path, paired_file):
+    result = run_cli("tsne", "--features", paired_file, "--save-dir", tmp_path / "o",
+                     "--perplexity", 100)
+    assert result.code == 2
+    assert "--perplexity 100 is too large for 240 samples" in result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "exactly one of --ckpt"),
+    (("--features", "missing.npz"), "--features missing.npz: file not found"),
+    (("--features", "x.npz", "--n-iter", "100"), "--n-iter 100"),
+    (("--features", "x.npz", "--learning-rate", "fast"), "--learning-rate 'fast'"),
+])
+def test_cli_bad_input_is_exit_2(run_cli, tmp_path, args, message):
+    result = run_cli("tsne", *args, "--save-dir", tmp_path / "o")
+    assert result.code == 2 and message in result.err
+
+
+def test_help_explains_n_iter(run_cli):
+    result = run_cli("tsne", "--help")
+    assert result.code == 0
+    text = " ".join(result.out.split())
+    assert "early-exaggeration" in text and "--shared-map" in text and "--vis-stage" in text
