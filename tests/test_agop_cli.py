@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -99,3 +100,12 @@ def test_bad_input_exits_2(work, run_cli, args, message):
     result = run_cli("agop", "--work-dir", work, "--output-dir", work / "bad", *args)
     assert result.code == 2 and message in result.err, result.err
     assert not (work / "bad").exists()  # checked before any output is written
+
+
+def test_run_without_initial_checkpoint_reports_epoch_0(work, run_cli, tmp_path):
+    folder = tmp_path / "no_init" / "checkpoints"
+    shutil.copytree(work / "train" / "adam_run" / "checkpoints", folder)
+    (folder / "epoch_0000.pt").unlink()
+    result = run_cli("agop", tmp_path / "no_init", "--work-dir", work, "--output-dir",
+                     tmp_path / "out")
+    assert result.code == 2 and "Model not found for epoch 0" in result.err, result.err

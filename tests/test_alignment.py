@@ -20,6 +20,23 @@ def _z(teacher, x):
     return (x - teacher.mean(0)) / teacher.std(0)
 
 
+def _nearest_brute(t, s):
+    zt, zs = _z(t, t), _z(t, s)
+    return np.mean([min(np.linalg.norm(a - b) for b in zs) for a in zt])
+
+
+def _knn_brute(t, s, k):
+    pooled = np.concatenate([_z(t, t), _z(t, s)])
+    n = len(t)
+    shares = []
+    for i, p in enumerate(pooled):
+        d = np.linalg.norm(pooled - p, axis=1)
+        d[i] = np.inf
+        nearest = np.argsort(d, kind="stable")[:k]
+        shares.append(np.mean((nearest < n) != (i < n)))
+    return min(1.0, np.mean(shares) / (n / (2 * n - 1)))
+
+
 def test_identical_sets(teacher):
     m = al.evaluate(teacher, teacher.copy()).metrics
     assert m["cosine_similarity"] == pytest.approx(1.0)
@@ -43,6 +60,11 @@ def test_shifted_set(teacher):
     cos = np.mean([t @ s / np.linalg.norm(t) / np.linalg.norm(s)
                    for t, s in zip(teacher, student, strict=True)])
     assert al.cosine_similarity(teacher, student) == pytest.approx(cos)
+    assert al.nearest_distance(teacher, student) == pytest.approx(_nearest_brute(teacher, student))
+    assert al.knn_overlap(teacher, student, k=5) == pytest.approx(_knn_brute(teacher, student, 5))
+    far = teacher + 100.0 * teacher.std(0)  # 100 teacher stds away in every dimension
+    assert al.knn_overlap(teacher, far) == 0.0
+    assert al.nearest_distance(teacher, far) == pytest.approx(_nearest_brute(teacher, far))
 
 
 def test_scaled_set(teacher):
@@ -54,6 +76,8 @@ def test_scaled_set(teacher):
     direct = np.linalg.norm(teacher / teacher.std(0), axis=1)
     assert al.euclidean_distance(teacher, student) == pytest.approx(direct.mean())
     assert al.euclidean_distance_median(teacher, student) == pytest.approx(np.median(direct))
+    assert al.nearest_distance(teacher, student) == pytest.approx(_nearest_brute(teacher, student))
+    assert al.knn_overlap(teacher, student, k=5) == pytest.approx(_knn_brute(teacher, student, 5))
     assert al.grade(al.evaluate(teacher, student).metrics) == "poor"
 
 
@@ -69,9 +93,7 @@ def test_distances_are_scale_free(teacher):
 
 def test_nearest_distance_brute_force(teacher):
     student = np.random.default_rng(2).normal(size=teacher.shape) * 2 + 3
-    zt, zs = _z(teacher, teacher), _z(teacher, student)
-    brute = np.mean([min(np.linalg.norm(t - s) for s in zs) for t in zt])
-    assert al.nearest_distance(teacher, student) == pytest.approx(brute)
+    assert al.nearest_distance(teacher, student) == pytest.approx(_nearest_brute(teacher, student))
 
 
 def test_centre_distances(teacher):
@@ -104,17 +126,8 @@ def test_cka_matches_hsic_with_centering_matrix(teacher):
 def test_knn_overlap_brute_force():
     rng = np.random.default_rng(6)
     t, s = rng.normal(size=(30, 4)), rng.normal(size=(30, 4)) + 0.7
-    zt, zs = _z(t, t), _z(t, s)
-    pooled = np.concatenate([zt, zs])
-    n, k = 30, 5
-    shares = []
-    for i, p in enumerate(pooled):
-        d = np.linalg.norm(pooled - p, axis=1)
-        d[i] = np.inf
-        nearest = np.argsort(d, kind="stable")[:k]
-        shares.append(np.mean((nearest < n) != (i < n)))
-    expected = min(1.0, np.mean(shares) / (n / (2 * n - 1)))
-    assert al.knn_overlap(t, s, k=k) == pytest.approx(expected)
+    expected = _knn_brute(t, s, 5)
+    assert al.knn_overlap(t, s, k=5) == pytest.approx(expected)
     assert 0.0 < expected < 1.0
 
 

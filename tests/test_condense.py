@@ -185,11 +185,38 @@ def test_loss_scale_is_applied_by_the_caller(tmp_path):
 
 def test_each_iteration_draws_a_fresh_real_batch(tmp_path):
     cond = _condenser(tmp_path, iter_calib=0)
-    members = cond.members[0]
-    picks = [members[torch.randperm(len(members), generator=stream(0, "real", it, 0))[:8]]
-             for it in (1, 2)]
-    assert sorted(picks[0].tolist()) != sorted(picks[1].tolist())
-    assert not torch.equal(picks[0], members[:8])
+    features, seen = cond.domain.features, []
+
+    def spy(model, x, mask, layers):
+        if not torch.is_grad_enabled():  # the real batch (synthetic features need gradients)
+            seen.append(x.clone())
+        return features(model, x, mask, layers)
+
+    cond.domain.features = spy
+    for it in (1, 2):
+        cond.step(it)
+    first, second = seen[0], seen[3]  # class 0 at iterations 1 and 2
+    class0 = cond.x_real[cond.members[0]]
+    assert len(seen) == 6 and len(first) == 8
+    assert all(any(torch.equal(row, m) for m in class0) for row in first)
+    assert not torch.equal(first, second) and not torch.equal(first, class0[:8])
+
+
+def test_sampling_net_steps_up_the_matching_loss(tmp_path):
+    cond = _condenser(tmp_path, iter_calib=0, sampling_net=True)
+    cond.optimizer = torch.optim.SGD([cond.syn], lr=0.0)  # keep the synthetic data fixed
+    cond.net_optimizer = torch.optim.Adam(cond.nets.parameters(), lr=0.01)
+    losses = [cond.step(1)["match_loss"] for _ in range(4)]  # same draws, updated network
+    assert losses[1] > losses[0] and losses[3] > losses[1]
+
+
+def test_multilabel_synthetic_labels_are_label_vectors(tmp_path):
+    data = _toy_data(multilabel=True)
+    cond = _condenser(tmp_path, iter_calib=1)
+    cond = Condenser(cond.cfg, data, cond.domain, cond.premodels,
+                     DistContext(0, 1, 0, torch.device("cpu")), [0, 1, 2])
+    assert cond.step(1)["calib_loss"] > 0
+    torch.testing.assert_close(cond.gather()["labels"], torch.eye(3).repeat_interleave(2, 0))
 
 
 @pytest.mark.parametrize("options", [{"dis_metrics": "NCFM"}, {"dis_metrics": "MMD"},

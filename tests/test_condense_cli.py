@@ -87,6 +87,7 @@ def test_condense_writes_the_reference_outputs_and_evaluates(tmp_path, run_cli):
     (("--set", "condense.ipcs=3"), "did you mean 'condense.ipc'"),
     (("--set", "condense.factor=3"), "condense.factor"),
     (("--init", "load"), "--load-path"),
+    (("--init", "load", "--set", "condense.load_path=missing.pth"), "missing.pth"),
     (("--init", "best"), "--init"),
     (("--set", "dataset.source=missing.npz"), "missing.npz"),
     (("--set", "network.pretrained=[nowhere]"), "network.pretrained"),
@@ -95,6 +96,13 @@ def test_bad_input_exits_2_with_one_line(tmp_path, run_cli, args, message):
     res = run_cli("condense", "-c", _config(tmp_path), "--work-dir", tmp_path, *args)
     assert res.code == 2
     assert message in res.err and "Traceback" not in res.err
+
+
+def test_load_path_conflicts_with_another_init(tmp_path, run_cli):
+    config = _config(tmp_path)
+    res = run_cli("condense", "-c", config, "--work-dir", tmp_path, "--init", "noise",
+                  "--load-path", config)
+    assert res.code == 2 and "--init load" in res.err
 
 
 def test_missing_config_and_bad_evaluate_file(tmp_path, run_cli):

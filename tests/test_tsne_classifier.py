@@ -62,3 +62,12 @@ def test_unknown_layer_is_exit_2(run_cli, tmp_path, classifier_ckpt):
     path, _, _ = classifier_ckpt
     result = run_cli("tsne", "--ckpt", path, "--layer", "net.9", "--save-dir", tmp_path / "o")
     assert result.code == 2 and "--layer 'net.9'" in result.err
+
+
+def test_perplexity_too_large_fails_before_extraction(run_cli, tmp_path, classifier_ckpt):
+    path, _, _ = classifier_ckpt
+    out = tmp_path / "o"
+    result = run_cli("tsne", "--ckpt", path, "--max-samples", 20, "--perplexity", 30,
+                     "--save-dir", out)
+    assert result.code == 2 and "--perplexity 30 is too large for 20 samples" in result.err
+    assert not out.exists() and not (path.parents[1] / "cache").exists()  # no run, no network

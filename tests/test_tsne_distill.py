@@ -157,3 +157,13 @@ def test_distill_checkpoint_end_to_end(run_cli, tmp_path, distill_ckpt):
     assert set(rep["sets"]) == {"16", "32", "encoder_16", "encoder_32"}
     assert rep["sets"]["16"]["n_samples"] == 10 * 4  # 10 windows x 4 ERA5 variables
     assert set(rep["per_variable_cosine"]) == {"sst", "msl", "z", "r"}
+
+
+def test_perplexity_too_large_fails_before_extraction(run_cli, tmp_path, distill_ckpt):
+    path, data = distill_ckpt
+    out = tmp_path / "tsne"
+    result = run_cli("tsne", "--ckpt", path, "--data-path", data, "--max-samples", 10,
+                     "--perplexity", 30, "--save-dir", out)
+    # at most 10 windows x 4 variables x (teacher + student) = 80 points: perplexity <= 26
+    assert result.code == 2 and "--perplexity 30 is too large for 80 samples" in result.err
+    assert not out.exists() and not (path.parents[1] / "cache").exists()

@@ -2,6 +2,8 @@
 
 Under cron or Slurm (stderr not a terminal) a bar prints one ANSI-free line every
 ``every`` seconds and one at the end, through the ``mdcli`` logger (so into log.txt too).
+On a terminal, a bar opened while another is showing joins its display as a line below it,
+so a chain of commands (``mdcli quickstart``) shows one view.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from rich.progress import (
 
 from mdcli.logs import err_console, log, state, stderr_is_terminal
 
+_live: list[Progress] = []  # the display the outermost open bar owns, if any
+
 
 def _format_postfix(postfix: dict) -> str:
     parts = []
@@ -39,13 +43,17 @@ class Bar:
         self.postfix: dict = {}
         self._start = self._last = time.monotonic()
         self._rich: Progress | None = None
+        self._owner = False
         if enabled and stderr_is_terminal() and not state.quiet:
-            self._rich = Progress(TextColumn("{task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TimeElapsedColumn(),
-                                  TimeRemainingColumn(), TextColumn("{task.fields[postfix]}"),
-                                  console=err_console, transient=False)
+            if not _live:
+                _live.append(Progress(TextColumn("{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      TimeRemainingColumn(), TextColumn("{task.fields[postfix]}"),
+                                      console=err_console, transient=False))
+                _live[0].start()
+                self._owner = True
+            self._rich = _live[0]
             self._task = self._rich.add_task(description, total=total, postfix="")
-            self._rich.start()
         self.enabled = enabled
 
     def advance(self, n: int = 1, **postfix: object) -> None:
@@ -71,8 +79,10 @@ class Bar:
         return f"{head} {tail}".rstrip()
 
     def close(self) -> None:
-        if self._rich is not None:
-            self._rich.stop()
+        if self._owner:
+            _live.pop().stop()
+        elif self._rich is not None:
+            self._rich.remove_task(self._task)
         if self.enabled:
             log.info(self.line())
 

@@ -77,9 +77,9 @@ def epoch_checkpoints(model_dir: Path, epochs: list[int]) -> dict[int, Path]:
     folder = model_dir / "checkpoints"
     found = {int(m.group(1)): p for p in folder.glob("epoch_*.pt")
              if (m := EPOCH_FILE.search(p.name))}
-    wanted = sorted({0, *epochs}) if epochs else sorted(found)
-    if not wanted:
+    if not found:
         raise InputError(f"Model not found for epoch 0: no checkpoints in {folder}")
+    wanted = sorted({0, *(epochs or found)})
     missing = [e for e in wanted if e not in found]
     if missing:
         raise InputError(f"Model not found for epoch {missing[0]}: "

@@ -17,6 +17,7 @@ from mdcli.cli.completion import completion
 from mdcli.cli.condense import condense
 from mdcli.cli.data import app as data_app
 from mdcli.cli.distill import distill
+from mdcli.cli.quickstart import quickstart
 from mdcli.cli.train import train
 from mdcli.cli.tsne import tsne
 from mdcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, InputError, RunFailure
@@ -50,6 +51,7 @@ def _global_options(
     setup_logging(verbose=verbose, quiet=quiet)
 
 
+app.command("quickstart")(quickstart)
 app.command("completion")(completion)
 app.add_typer(data_app, name="data")
 app.command("train")(train)

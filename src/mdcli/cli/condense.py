@@ -39,11 +39,12 @@ def _overrides(sets: list[str] | None, seed: int | None, device: str | None, ipc
     if load_path is not None:
         if not load_path.is_file():
             raise InputError(f"--load-path {load_path}: file not found (expected a syn_data_*.pth)")
+        if init not in (None, "load"):
+            raise InputError(f"--load-path: starts from a saved set, so it needs --init load, "
+                             f"not --init {init}")
         out.append(f"condense.load_path={load_path}")
-        init = init or "load"
+        init = "load"
     if init is not None:
-        if init == "load" and load_path is None:
-            raise InputError("--init load: needs --load-path FILE (a syn_data_*.pth)")
         out.append(f"condense.init={init}")
     if sampling_net is not None:
         out.append(f"condense.sampling_net={str(sampling_net).lower()}")
@@ -98,6 +99,9 @@ def condense(
             raise InputError("--config: required, a YAML file or a packaged name such as "
                              "condense/digits_ipc10 (or --evaluate FILE)")
         cfg = load_config(CondenseConfig, config, overrides)
+        if cfg.condense.init == "load" and not cfg.condense.load_path:
+            raise InputError("--init load: needs --load-path FILE (a syn_data_*.pth) or "
+                             "condense.load_path in the config")
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     if debug:

@@ -1,4 +1,4 @@
-"""``mdcli data``: generate synthetic cyclone files and describe mdcli files."""
+"""``mdcli data``: generate synthetic cyclone files, import real ones, describe mdcli files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from mdcli.cli.options import ConfigOpt, SeedOpt, SetOpt, resolve_config
 from mdcli.logs import log
 
 app = typer.Typer(name="data", no_args_is_help=True,
-                  help="Synthetic tropical-cyclone data (synth-tc) and file inspection (info).")
+                  help="Tropical-cyclone data: synthetic (synth-tc), imported from ERA5 + "
+                       "satellite IR + a track (import), and file inspection (info).")
 
 
 @app.command("synth-tc")
@@ -47,6 +48,54 @@ def synth_tc(
     log.info("generating %d storms x %d frames of %dx%d pixels (seed %d)",
              cfg.n_storms, cfg.frames, cfg.size, cfg.size, cfg.seed)
     write_synth_tc(cfg, out)
+    log.info("wrote %s (%.1f MB) in %.1f s", out, out.stat().st_size / 1e6,
+             time.perf_counter() - start)
+
+
+@app.command("import")
+def import_(
+    era5: Annotated[list[Path], typer.Option(
+        "--era5", metavar="FILE.nc", help="ERA5 NetCDF file or folder of *.nc (repeatable): "
+                                          "sst, msl (single levels), z, r (pressure levels).")],
+    ir: Annotated[Path, typer.Option(
+        "--ir", metavar="PATH", help="Folder of per-storm IR: <storm_id>.nc (HURSAT-style, e.g. "
+                                     "IRWIN) or <storm_id>/ with <YYYYmmddHHMM>.npy frames and "
+                                     "grid.json; one .nc file for a one-storm track.")],
+    track: Annotated[Path, typer.Option(
+        "--track", metavar="CSV", help="Track: storm_id,time,lat,lon[,intensity,pressure,"
+                                       "category] (ISO times, m/s, hPa).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.h5",
+                                      help="HDF5 file to write (replaced atomically).")],
+    size: Annotated[int, typer.Option(
+        "--size", metavar="PIXELS", help="Frame size in pixels, a multiple of 16 >= 32.")] = 64,
+    window_deg: Annotated[float, typer.Option(
+        "--window-deg", metavar="DEG", help="Window width and height in degrees, centred on "
+                                            "the track point.")] = 10.0,
+    levels: Annotated[str, typer.Option(
+        "--levels", metavar="z=HPA,r=HPA", help="Pressure levels of z and r.")] = "z=500,r=700",
+    max_gap_hours: Annotated[float, typer.Option(
+        "--max-gap-hours", metavar="H", help="Largest allowed time from a track point to its "
+                                             "IR frame and from that frame to ERA5.")] = 3.0,
+    frames: Annotated[int | None, typer.Option(
+        "--frames", help="Track points per row: storms are cut into segments this long "
+                         "(default: the shortest storm's length).")] = None,
+    normalise: Annotated[str, typer.Option(
+        "--normalise", metavar="layout|data", help="ERA5 offsets/scales: the layout's fixed "
+                                                   "ones, or mean/std of the data.")] = "layout",
+) -> None:
+    """Import ERA5 fields, satellite IR frames and a track CSV into the mdcli-tc layout.
+
+    Each track point gives one frame: a window centred on the storm, regridded bilinearly.
+
+    IR: the nearest frame in time. ERA5: linear in time to that frame's time.
+
+    Policies and file naming: docs/data.md, section `mdcli data import`.
+    """
+    from mdcli.data.era5_import import import_tc
+
+    start = time.perf_counter()
+    import_tc(era5, ir, track, out, size=size, window_deg=window_deg, levels=levels,
+              max_gap_hours=max_gap_hours, frames=frames, normalise=normalise)
     log.info("wrote %s (%.1f MB) in %.1f s", out, out.stat().st_size / 1e6,
              time.perf_counter() - start)
 

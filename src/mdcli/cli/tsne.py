@@ -69,6 +69,26 @@ def figure_name(set_name: str) -> str:
     return "tsne_features.png" if set_name == "features" else f"tsne_{set_name}_features.png"
 
 
+def max_points(spec: SourceSpec, settings: TsneSettings, paired: bool) -> int:
+    """An upper bound on the points t-SNE will embed, known before any feature extraction, so
+    that a perplexity too large for it fails before the network runs."""
+    from mdcli.analysis.features import VARIABLES, load_feature_file
+
+    labelled = spec.features is None
+    if spec.features is not None:
+        file = load_feature_file(spec.features)
+        rows = min(len(file.teacher if file.paired else file.features), spec.max_samples)
+        labelled = file.labels is not None
+    else:
+        rows = spec.max_samples * (len(VARIABLES) if paired else 1)
+    if paired:
+        return rows * (1 if settings.shared_map else 2)
+    if labelled:
+        classes = len(settings.class_idx) or settings.max_num_class
+        rows = min(rows, classes * settings.max_num_samples)
+    return rows
+
+
 def _paired(run: Run, spec: SourceSpec, params: TSNEParams, shared_map: bool,
             device: object) -> dict:
     import numpy as np
@@ -232,11 +252,13 @@ def tsne(
                                    sets=sets, data_path=data_path, max_samples=max_samples,
                                    batch_size=batch_size, noise_position=noise_position,
                                    seed=params.seed, layer=layer)
+    paired = is_paired_source(spec)
+    check_params(params, max_points(spec, settings, paired))
     torch_device = resolve_device(settings.device)
     seed_everything(params.seed)
     with start_run("tsne", settings, work_dir=work_dir, name=name, path=save_dir,
                    config_name=config or spec.stem, device=str(torch_device)) as run:
-        if is_paired_source(spec):
+        if paired:
             summary = _paired(run, spec, params, shared_map, torch_device)
         else:
             if shared_map:

@@ -108,6 +108,9 @@ class Condenser:
             if data.shape[0] != self.data.nclass * c.ipc:
                 raise InputError(f"--load-path: holds {data.shape[0]} samples, expected "
                                  f"{self.data.nclass} classes x ipc {c.ipc}")
+            if int(start["factor"]) != c.factor:
+                raise InputError(f"--load-path: stored with condense.factor {start['factor']}, "
+                                 f"but this run's factor is {c.factor}")
             return data.float(), mask
         parts = [self.domain.initial(k, c.ipc, c.init, stream(self.cfg.seed, "init", k))
                  for k in range(self.data.nclass)]

@@ -58,6 +58,12 @@ def condense(cfg: CondenseConfig, run: Run, ctx: DistContext, work_dir: Path,
     try:
         if run.enabled:
             _write_args(run, cfg)
+        start = None
+        if cfg.condense.init == "load":  # before the extractors are trained: fail fast
+            if not cfg.condense.load_path:
+                raise InputError("config key 'condense.init': 'load' needs condense.load_path "
+                                 "(or --load-path FILE), a syn_data_*.pth")
+            start = load_syn(cfg.condense.load_path)
         data = load_real_data(cfg)
         domain = make_domain(cfg, data)
         data.check_classes(1)
@@ -67,12 +73,6 @@ def condense(cfg: CondenseConfig, run: Run, ctx: DistContext, work_dir: Path,
         log.info("condensing %d classes x ipc %d with %s (%d iterations, %d rank(s)); rank %d "
                  "has classes %s", data.nclass, cfg.condense.ipc, cfg.condense.dis_metrics,
                  cfg.condense.niter, ctx.world_size, ctx.rank, classes)
-        start = None
-        if cfg.condense.init == "load":
-            if not cfg.condense.load_path:
-                raise InputError("config key 'condense.init': 'load' needs condense.load_path "
-                                 "(or --load-path FILE), a syn_data_*.pth")
-            start = load_syn(cfg.condense.load_path)
         condenser = Condenser(cfg, data, domain, premodels, ctx, classes, start)
         history: list[dict] = []
         niter, every = cfg.condense.niter, cfg.condense.save_every

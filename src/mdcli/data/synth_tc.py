@@ -442,25 +442,45 @@ def _write_meta(h5: h5py.File, cfg: SynthTCConfig, centre: np.ndarray,
         "rmax": (meta["rmax"], "pixels", "radius of maximum wind"),
         "rainband_extent": (meta["extent"], "pixels", "outer radius of the spiral rain bands"),
     }
+    write_meta_datasets(g, items)
+
+
+def write_meta_datasets(group: h5py.Group,
+                        items: dict[str, tuple[np.ndarray, str, str]]) -> None:
+    """Write ``/meta`` datasets ``name: (values, units, description)`` with their attributes
+    (shared with :mod:`mdcli.data.era5_import`)."""
     for name, (values, units, text) in items.items():
-        ds = g.create_dataset(name, data=values)
+        ds = group.create_dataset(name, data=values)
         ds.attrs["units"], ds.attrs["description"] = units, text
 
 
+def ir_attrs() -> dict:
+    """The attributes of ``/ir``: the layout's fixed brightness-temperature convention."""
+    return {"units": "normalised brightness temperature",
+            "normalisation": f"clip(({IR_REFERENCE_K:g} K - Tb) / {IR_SCALE_K:g} K, -1, 1): "
+                             "cold cloud tops high",
+            "offset": IR_REFERENCE_K, "scale": -IR_SCALE_K}
+
+
+def era5_attrs(offset: float, scale: float, units: str, level: str) -> dict:
+    """The attributes of one ``/era5/<variable>`` dataset: stored = (x - offset) / scale."""
+    return {"units": units, "level": level, "offset": offset, "scale": scale,
+            "normalisation": f"(x - {offset:g} {units}) / {scale:g} {units}"}
+
+
+def layout_root_attrs() -> dict:
+    """The root attributes that identify an ``mdcli-tc`` file."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "variables": list(VARIABLES)}
+
+
 def _write_attrs(h5: h5py.File, cfg: SynthTCConfig, links: dict) -> None:
-    h5["ir"].attrs.update({
-        "units": "normalised brightness temperature",
-        "normalisation": f"clip(({IR_REFERENCE_K:g} K - Tb) / {IR_SCALE_K:g} K, -1, 1): "
-                         "cold cloud tops high",
-        "offset": IR_REFERENCE_K, "scale": -IR_SCALE_K})
+    h5["ir"].attrs.update(ir_attrs())
     for v in VARIABLES:
         norm = NORMALISATION[v]
-        h5[f"era5/{v}"].attrs.update({
-            "units": norm["units"], "level": norm["level"], "offset": norm["offset"],
-            "scale": norm["scale"], "normalisation": f"(x - {norm['offset']:g} {norm['units']})"
-                                                     f" / {norm['scale']:g} {norm['units']}"})
+        h5[f"era5/{v}"].attrs.update(era5_attrs(norm["offset"], norm["scale"], norm["units"],
+                                                norm["level"]))
     h5.attrs.update({
-        "format": FORMAT, "format_version": FORMAT_VERSION, "variables": list(VARIABLES),
+        **layout_root_attrs(),
         "seed": cfg.seed, "n_storms": cfg.n_storms, "frames": cfg.frames, "size": cfg.size,
         "dt_hours": cfg.dt_hours, "domain_km": cfg.domain_km,
         "generator": f"mdcli {__version__} data synth-tc",

@@ -105,14 +105,31 @@ def check_sampler(method: str, objective_name: str) -> None:
                          f"{'ddim or ddpm' if objective_name == 'ddpm' else 'langevin'})")
 
 
+def _net_calls(objective, method: str, steps: int, n_steps_each: int) -> int:
+    if method == "ddpm":
+        return len(objective.betas)
+    if method == "ddim":
+        return min(steps, len(objective.alphas_bar))
+    return len(objective.sigmas) * n_steps_each + 1
+
+
 def sample(net: Net, objective, shape: tuple[int, ...], method: str, generator: torch.Generator,
            device="cpu", steps: int = 50, eta: float = 0.0, clip: float | None = 1.0,
-           n_steps_each: int = 5, step_lr: float = 3e-6) -> torch.Tensor:
-    """Draw with the sampler ``method`` (``ddpm``, ``ddim`` or ``langevin``)."""
+           n_steps_each: int = 5, step_lr: float = 3e-6, description: str = "sampling"
+           ) -> torch.Tensor:
+    """Draw with the sampler ``method`` (``ddpm``, ``ddim`` or ``langevin``), showing progress
+    (one step per network call) as ``description``."""
+    from mdcli.progress import progress
+
     check_sampler(method, objective.name)
-    if method == "ddpm":
-        return ddpm_ancestral(net, objective, shape, generator, device, clip)
-    if method == "ddim":
-        return ddim(net, objective, shape, generator, steps, eta, device, clip)
-    return annealed_langevin(net, objective, shape, generator, n_steps_each, step_lr,
-                             device=device)
+    with progress(_net_calls(objective, method, steps, n_steps_each), description) as bar:
+        def counted(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+            bar.advance(1)
+            return net(x, level)
+
+        if method == "ddpm":
+            return ddpm_ancestral(counted, objective, shape, generator, device, clip)
+        if method == "ddim":
+            return ddim(counted, objective, shape, generator, steps, eta, device, clip)
+        return annealed_langevin(counted, objective, shape, generator, n_steps_each, step_lr,
+                                 device=device)

@@ -34,7 +34,7 @@ def draw_next_frames(models: dict[str, torch.nn.Module], cond: torch.Tensor, era
         out[name] = sample(net, objective, shape, sampling.method,
                            torch.Generator().manual_seed(seed), device, sampling.steps,
                            sampling.eta, sampling.clip, sampling.n_steps_each,
-                           sampling.step_lr).cpu()
+                           sampling.step_lr, description=f"sampling {name}").cpu()
     return out
 
 

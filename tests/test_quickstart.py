@@ -1,0 +1,38 @@
+"""``mdcli quickstart`` end to end on its real tiny configs, then a re-run that reuses it all."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+STEPS = ["data", "teacher", "student", "tsne", "align"]
+
+
+def test_quickstart_runs_the_chain_then_reuses_every_step(run_cli, tmp_path):
+    first = run_cli("quickstart", "--work-dir", tmp_path, "--device", "cpu")
+    assert first.code == 0, first.err
+    summary = json.loads((tmp_path / "quickstart" / "quickstart" / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert list(summary["steps"]) == STEPS
+    assert not any(step["reused"] for step in summary["steps"].values())
+    losses = summary["dsm_loss"]
+    assert losses["teacher"] < losses["student"] < losses["student_no_distill"]
+    assert summary["grade"] in {"excellent", "good", "poor"}
+    names = {p.split("/")[-1] for p in summary["figures"]}
+    assert {"tsne_16_features.png", "tsne_32_features.png", "tsne_encoder_16_features.png",
+            "tsne_encoder_32_features.png"} <= names
+    for key in ("samples", "alignment"):
+        assert (tmp_path / summary[key]).is_file()
+    for name in ("teacher", "student", "tsne", "align"):
+        run = json.loads((tmp_path / summary["steps"][name]["path"] / "summary.json").read_text())
+        assert run["status"] == "completed"
+    assert "alignment grade" in first.out and "held-out denoising loss" in first.out
+
+    again = run_cli("quickstart", "--work-dir", tmp_path, "--device", "cpu")
+    assert again.code == 0, again.err
+    rerun = json.loads((tmp_path / "quickstart" / "quickstart" / "summary.json").read_text())
+    assert all(step["reused"] for step in rerun["steps"].values())
+    assert rerun["dsm_loss"] == losses and rerun["grade"] == summary["grade"]
