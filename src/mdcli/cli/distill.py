@@ -18,6 +18,7 @@ from mdcli.cli.options import (
     SeedOpt,
     SetOpt,
     WorkDirOpt,
+    config_source,
     resolve_config,
 )
 from mdcli.errors import InputError
@@ -28,23 +29,6 @@ TeacherOpt = Annotated[Path | None, typer.Option(
     "--teacher", metavar="CKPT",
     help="Teacher checkpoint (last.pt of a 'mdcli train' tc_teacher run); overrides "
          "teacher.checkpoint.")]
-
-
-def _config_source(config: str | None, run_dir: Path | None, resume: bool) -> str:
-    if resume:
-        if run_dir is None:
-            raise InputError("--resume: needs --name RUN, the distill run folder to continue")
-        if not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise InputError(f"--resume: no checkpoint to resume from at "
-                             f"{run_dir / 'checkpoints' / 'last.pt'}")
-        return config or str(run_dir / "config.yaml")
-    if run_dir is not None and (run_dir / "checkpoints" / "last.pt").is_file():
-        raise InputError(f"--name: {run_dir} already holds checkpoints; pass --resume to "
-                         f"continue it or choose another name")
-    if not config:
-        raise InputError("--config: required, a YAML file or a packaged name such as "
-                         "distill/tc_tiny")
-    return config
 
 
 def _print_eval(summary: dict[str, Any], run_path: Path) -> None:
@@ -64,8 +48,7 @@ def distill(config: ConfigOpt = None, sets: SetOpt = None, teacher: TeacherOpt =
     from mdcli.runs import resolve_run_dir, start_run
     from mdcli.training.distill import DistillConfig, check_config, train_distill
 
-    run_dir = work_dir / COMMAND / name if name else None
-    source = _config_source(config, run_dir, resume)
+    source = config_source(COMMAND, config, work_dir, name, resume, "distill/tc_tiny")
     overrides = list(sets or [])
     cfg = resolve_config(DistillConfig, source, overrides, seed, device)
     if teacher is not None:

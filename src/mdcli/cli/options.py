@@ -8,6 +8,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from mdcli.config import load_config
+from mdcli.errors import InputError
 
 T = TypeVar("T")
 
@@ -39,3 +40,25 @@ def resolve_config(schema: type[T], config: str | None, sets: list[str] | None,
     if device is not None:
         overrides.append(f"device={device}")
     return load_config(schema, config, overrides)
+
+
+def config_source(command: str, config: str | None, work_dir: Path, name: str | None,
+                  resume: bool, example: str) -> str:
+    """The config to run: ``--config``, else (with ``--resume``) the named run's own
+    ``config.yaml``. Refuses a resume without a checkpoint and a fresh run over one;
+    ``example`` is the packaged config the missing ``--config`` error suggests."""
+    run_dir = work_dir / command / name if name else None
+    if resume:
+        if run_dir is None:
+            raise InputError("--resume: needs --name RUN, the run folder under "
+                             f"{work_dir / command} to continue")
+        if not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise InputError(f"--resume: no checkpoint to resume from at "
+                             f"{run_dir / 'checkpoints' / 'last.pt'}")
+        return config or str(run_dir / "config.yaml")
+    if run_dir is not None and (run_dir / "checkpoints" / "last.pt").is_file():
+        raise InputError(f"--name {name}: {run_dir} already holds checkpoints; pass --resume to "
+                         f"continue it or choose another name")
+    if not config:
+        raise InputError(f"--config: required, a YAML file or a packaged name such as {example}")
+    return config

@@ -22,6 +22,7 @@ from mdcli.cli.options import (
     SeedOpt,
     SetOpt,
     WorkDirOpt,
+    config_source,
 )
 from mdcli.config import apply_override, from_dict, read_yaml, resolve_config_path
 from mdcli.errors import InputError
@@ -77,30 +78,11 @@ TRAINERS: dict[str, Callable[[TrainRequest], None]] = {
 }
 
 
-def _config_source(config: str | None, work_dir: Path, name: str | None, resume: bool) -> str:
-    run_dir = work_dir / COMMAND / name if name else None
-    if resume:
-        if run_dir is None:
-            raise InputError("--resume: needs --name RUN, the run folder under "
-                             f"{work_dir / COMMAND} to continue")
-        if not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise InputError(f"--resume: no checkpoint to resume from at "
-                             f"{run_dir / 'checkpoints' / 'last.pt'}")
-        return config or str(run_dir / "config.yaml")
-    if run_dir is not None and (run_dir / "checkpoints" / "last.pt").is_file():
-        raise InputError(f"--name {name}: {run_dir} already holds checkpoints; pass --resume to "
-                         f"continue it or choose another name")
-    if not config:
-        raise InputError("--config: required, a YAML file or a packaged name such as "
-                         "train/mlp_digits_adam")
-    return config
-
-
 def train(config: ConfigOpt = None, sets: SetOpt = None, work_dir: WorkDirOpt = DEFAULT_WORK_DIR,
           name: NameOpt = None, device: DeviceOpt = None, seed: SeedOpt = None,
           resume: ResumeOpt = False) -> None:
     """Train a model from a config (task: classifier, ...); checkpoints every epoch."""
-    source = _config_source(config, work_dir, name, resume)
+    source = config_source(COMMAND, config, work_dir, name, resume, "train/mlp_digits_adam")
     raw = read_yaml(resolve_config_path(source))
     overrides = list(sets or [])
     overrides += [f"seed={seed}"] if seed is not None else []

@@ -11,6 +11,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mdcli.cli.options import DEFAULT_WORK_DIR, DeviceOpt, NameOpt, SeedOpt, SetOpt, WorkDirOpt
+from mdcli.cli.sources import (
+    BatchSizeOpt,
+    NoisePositionOpt,
+    SourceSettings,
+    TeacherOpt,
+    path_text,
+    source_run,
+)
 from mdcli.errors import InputError
 
 if TYPE_CHECKING:
@@ -26,20 +34,9 @@ EMBEDDINGS_FILE = "tsne_embeddings.h5"
 
 
 @dataclass
-class TsneSettings:
+class TsneSettings(SourceSettings):
     """What ``tsne`` ran with (saved as the run's ``config.yaml``)."""
 
-    seed: int = 0
-    device: str = "auto"
-    ckpt: str | None = None
-    features: str | None = None
-    teacher: str | None = None
-    config: str | None = None
-    sets: list[str] = field(default_factory=list)
-    data_path: str | None = None
-    max_samples: int = 1000
-    batch_size: int = 32
-    noise_position: float = 0.2
     layer: str = PRE_LOGITS
     class_idx: list[str] = field(default_factory=list)
     max_num_class: int = 20
@@ -167,8 +164,7 @@ def tsne(
     features: Annotated[Path | None, typer.Option(
         "--features", help="Precomputed features (.npz or HDF5): 'features' [N, D] with "
                            "optional 'labels', or paired 'teacher'/'student'.")] = None,
-    teacher: Annotated[Path | None, typer.Option(
-        "--teacher", help="Teacher checkpoint (overrides the one the student names).")] = None,
+    teacher: TeacherOpt = None,
     config: Annotated[str | None, typer.Option(
         "--config", "-c", metavar="FILE",
         help="The config the checkpoint was trained with (teacher, data).")] = None,
@@ -179,10 +175,8 @@ def tsne(
         "--save-dir", help="Write the outputs here instead of WORK_DIR/tsne/<run-name>/.")] = None,
     max_samples: Annotated[int, typer.Option(
         "--max-samples", min=4, help="At most this many samples through the network.")] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    noise_position: Annotated[float, typer.Option(
-        "--noise-position", help="Distill checkpoints: noise the inputs at this point of the "
-                                 "schedule, 0 = least noise, 1 = most.")] = 0.2,
+    batch_size: BatchSizeOpt = 32,
+    noise_position: NoisePositionOpt = 0.2,
     layer: Annotated[str, typer.Option(
         "--layer", "--vis-stage",
         help="Classifier layer: pre_logits (input of the last linear layer), backbone, or a "
@@ -227,12 +221,9 @@ def tsne(
     checkpoints and single feature sets: one figure coloured by class.
     Embeddings go to tsne_embeddings.h5 next to the figures (docs/tsne.md).
     """
-    from mdcli.analysis.features import SourceSpec, is_paired_source
+    from mdcli.analysis.features import is_paired_source
     from mdcli.analysis.tsne import TSNEParams, check_params
-    from mdcli.devices import resolve_device
     from mdcli.logs import log
-    from mdcli.runs import start_run
-    from mdcli.seeding import seed_everything
 
     params = TSNEParams(n_components=n_components, perplexity=perplexity,
                         early_exaggeration=early_exaggeration,
@@ -241,23 +232,18 @@ def tsne(
                         seed=0 if seed is None else seed)
     check_params(params)
     settings = TsneSettings(
-        seed=params.seed, device=device or "auto", ckpt=ckpt and str(ckpt),
-        features=features and str(features), teacher=teacher and str(teacher), config=config,
-        sets=list(sets or []), data_path=data_path and str(data_path), max_samples=max_samples,
+        seed=params.seed, device=device or "auto", ckpt=path_text(ckpt),
+        features=path_text(features), teacher=path_text(teacher), config=config,
+        sets=list(sets or []), data_path=path_text(data_path), max_samples=max_samples,
         batch_size=batch_size, noise_position=noise_position, layer=layer,
         class_idx=parse_class_idx(class_idx),
         max_num_class=max_num_class, max_num_samples=max_num_samples, legend=legend,
         shared_map=shared_map, tsne=asdict(params))
-    spec = SourceSpec.from_options(ckpt=ckpt, features=features, teacher=teacher, config=config,
-                                   sets=sets, data_path=data_path, max_samples=max_samples,
-                                   batch_size=batch_size, noise_position=noise_position,
-                                   seed=params.seed, layer=layer)
+    spec = settings.spec(layer=layer)
     paired = is_paired_source(spec)
     check_params(params, max_points(spec, settings, paired))
-    torch_device = resolve_device(settings.device)
-    seed_everything(params.seed)
-    with start_run("tsne", settings, work_dir=work_dir, name=name, path=save_dir,
-                   config_name=config or spec.stem, device=str(torch_device)) as run:
+    with source_run("tsne", settings, spec, work_dir=work_dir, name=name,
+                    save_dir=save_dir) as (run, torch_device):
         if paired:
             summary = _paired(run, spec, params, shared_map, torch_device)
         else:

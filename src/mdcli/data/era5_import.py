@@ -450,13 +450,20 @@ def _find(names: Sequence[str], have: Any) -> str | None:
     return next((n for n in names if n in have), None)
 
 
+def _with_time_dim(da: Any, coords: Any) -> tuple[Any, str | None]:
+    """``da`` and its time dimension; a single time that is only a coordinate (one of
+    ``coords``) becomes a length-1 dimension. None when there is no time at all."""
+    time_dim = _find(TIME_NAMES, da.dims)
+    if time_dim is None and _find(TIME_NAMES, coords):
+        time_dim = _find(TIME_NAMES, coords)
+        da = da.expand_dims(time_dim)
+    return da, time_dim
+
+
 def _era5_piece(path: Path, ds: Any, name: str, level: float | None) -> tuple[_Piece, str]:
     da = ds[name]
     where = f"--era5 {path}: variable '{name}'"
-    time_dim = _find(TIME_NAMES, da.dims)
-    if time_dim is None and _find(TIME_NAMES, da.coords):
-        time_dim = _find(TIME_NAMES, da.coords)
-        da = da.expand_dims(time_dim)
+    da, time_dim = _with_time_dim(da, da.coords)
     lat_dim, lon_dim = _find(LAT_NAMES, da.dims), _find(LON_NAMES, da.dims)
     if time_dim is None or lat_dim is None or lon_dim is None:
         raise InputError(f"{where} has dimensions {tuple(da.dims)}, expected a time "
@@ -556,10 +563,7 @@ def _nc_ir_frames(xr: Any, path: Path, stack: ExitStack) -> list[IRFrame]:
                          f"file has {', '.join(map(str, ds.data_vars)) or 'no variables'}")
     da = ds[name]
     where = f"--ir {path}: variable '{name}'"
-    time_dim = _find(TIME_NAMES, da.dims)
-    if time_dim is None and _find(TIME_NAMES, ds.variables):
-        time_dim = _find(TIME_NAMES, ds.variables)
-        da = da.expand_dims(time_dim)
+    da, time_dim = _with_time_dim(da, ds.variables)
     lat_name, lon_name = _find(LAT_NAMES, ds.variables), _find(LON_NAMES, ds.variables)
     ydim = ds[lat_name].dims[-1] if lat_name else None  # lat may be [lat] or [time, lat]
     xdim = ds[lon_name].dims[-1] if lon_name else None

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from mdcli.config import param
-
-FEATURE_KEYS = ("attn16", "attn32", "enc16", "enc32")
+from mdcli.models.teacher_student import FEATURE_KEYS
 
 
 @dataclass

@@ -29,6 +29,7 @@ from mdcli.storage.checkpoint import load_checkpoint
 
 VARIABLES = ("sst", "msl", "z", "r")
 SITE_NAMES = {"low": "16", "high": "32"}
+FEATURE_KEYS = ("attn16", "attn32", "enc16", "enc32")
 
 
 @dataclass
@@ -70,14 +71,37 @@ def _unet(cfg: ModelConfig) -> ConditionalUNet:
                            cfg.dropout)
 
 
-class Teacher(nn.Module):
-    """U-Net + ERA5 encoder + cross-modal attention at 16 and 32."""
+def _without_variable(x: torch.Tensor, variable: int | None) -> torch.Tensor:
+    """``x`` ``[B, V, ., ., .]`` with variable ``variable`` zeroed (a counterfactual); ``x``
+    itself when ``variable`` is None."""
+    if variable is None:
+        return x
+    keep = torch.ones(x.shape[1], device=x.device, dtype=x.dtype)
+    keep[variable] = 0.0
+    return x * keep.view(1, -1, 1, 1, 1)
+
+
+class _FusionNet(nn.Module):
+    """What the teacher and the student share: the checked config, the U-Net, and the
+    softmax weights of the ``variable_logits`` each registers (after its own modules)."""
+
+    variable_logits: nn.Parameter
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         check_model_config(cfg)
         self.cfg = cfg
         self.unet = _unet(cfg)
+
+    def variable_weights(self) -> torch.Tensor:
+        return softmax_weights(self.variable_logits)
+
+
+class Teacher(_FusionNet):
+    """U-Net + ERA5 encoder + cross-modal attention at 16 and 32."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
         v = len(VARIABLES)
         self.encoder = ERA5Encoder(v, cfg.era5_steps, cfg.image_size, 2 * self.unet.low_res,
                                    cfg.enc_base_channels, cfg.enc_channels)
@@ -87,9 +111,6 @@ class Teacher(nn.Module):
                                      for site, c in channels.items()})
         self.variable_logits = nn.Parameter(torch.zeros(v))
 
-    def variable_weights(self) -> torch.Tensor:
-        return softmax_weights(self.variable_logits)
-
     def forward(self, x_noisy: torch.Tensor, noise_level: torch.Tensor, cond: torch.Tensor,
                 era5: torch.Tensor, return_feat: bool = False, intervene: int | None = None):
         """``[B, P, H, W]``, ``[B]``, ``[B, K, H, W]``, ``[B, 4, T, H, W]`` -> ``[B, P, H, W]``.
@@ -97,11 +118,7 @@ class Teacher(nn.Module):
         ``intervene=v`` replaces ERA5 variable ``v`` by zero (a counterfactual).
         With ``return_feat`` returns ``(output, feats)``.
         """
-        if intervene is not None:
-            keep = torch.ones(era5.shape[1], device=era5.device, dtype=era5.dtype)
-            keep[intervene] = 0.0
-            era5 = era5 * keep.view(1, -1, 1, 1, 1)
-        enc_high, enc_low = self.encoder(era5)
+        enc_high, enc_low = self.encoder(_without_variable(era5, intervene))
         enc = {"low": enc_low, "high": enc_high}
         weights = self.variable_weights()
         feats: dict[str, torch.Tensor] = {}
@@ -115,17 +132,14 @@ class Teacher(nn.Module):
         if not return_feat:
             return out
         feats.update(enc16=enc_low, enc32=enc_high)
-        return out, {key: feats[key] for key in ("attn16", "attn32", "enc16", "enc32")}
+        return out, {key: feats[key] for key in FEATURE_KEYS}
 
 
-class Student(nn.Module):
+class Student(_FusionNet):
     """U-Net + encoder-feature predictor + causal cross-attention; no ERA5 input."""
 
     def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        check_model_config(cfg)
-        self.cfg = cfg
-        self.unet = _unet(cfg)
+        super().__init__(cfg)
         v = len(VARIABLES)
         channels = {"low": self.unet.low_channels, "high": self.unet.high_channels}
         self.predictor = nn.ModuleDict({site: EncoderPredictor(c, v, cfg.enc_channels)
@@ -137,9 +151,6 @@ class Student(nn.Module):
         self.mi_loss = ConditionalMILoss(cfg.enc_channels, cfg.pred_frames, cfg.proj_dim,
                                          cfg.noncausal_weight, cfg.margin, cfg.temperature)
         self.causal_effect = CausalEffectMatrix(v)
-
-    def variable_weights(self) -> torch.Tensor:
-        return softmax_weights(self.variable_logits)
 
     def forward(self, x_noisy: torch.Tensor, noise_level: torch.Tensor, cond: torch.Tensor,
                 return_feat: bool = False, target: torch.Tensor | None = None,
@@ -155,11 +166,7 @@ class Student(nn.Module):
         parts = []
 
         def fuse(site: str, h: torch.Tensor) -> torch.Tensor:
-            enc = self.predictor[site](h)
-            if intervene is not None:
-                keep = torch.ones(enc.shape[1], device=enc.device, dtype=enc.dtype)
-                keep[intervene] = 0.0
-                enc = enc * keep.view(1, -1, 1, 1, 1)
+            enc = _without_variable(self.predictor[site](h), intervene)
             h, attn, split = self.fusion[site](h, enc, weights)
             feats["attn" + SITE_NAMES[site]] = attn
             feats["enc" + SITE_NAMES[site]] = enc
@@ -173,8 +180,7 @@ class Student(nn.Module):
             causal_loss = torch.stack([self.mi_loss(c, n, target) for c, n in parts]).mean()
         else:
             causal_loss = out.new_zeros(())
-        return out, {key: feats[key] for key in ("attn16", "attn32", "enc16", "enc32")}, \
-            causal_loss
+        return out, {key: feats[key] for key in FEATURE_KEYS}, causal_loss
 
 
 def model_config(data: dict[str, Any] | ModelConfig) -> ModelConfig:

@@ -1,6 +1,7 @@
 """Training the ERA5 teacher (``mdcli train``, ``task: tc_teacher``) and the pieces the
-distillation shares with it: config sections, data, optimiser with warm-up, batching that
-gives the same result on one process or under DDP, held-out denoising evaluation.
+distillation shares with it: config sections, data, optimiser with warm-up, batching and
+noise draws that give the same result on one process or under DDP, held-out denoising
+evaluation, epoch and interrupt checkpoints.
 
 Determinism: the epoch order comes from ``seed + epoch``, the noise draws from a generator
 seeded with ``seed`` that is saved in every checkpoint. Under DDP each rank draws the noise of
@@ -11,10 +12,11 @@ the whole (global) batch and keeps its own rows, so ``world_size`` processes wit
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -208,11 +210,34 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def draw_rows(objective: Objective, global_shape: tuple[int, ...], generator: torch.Generator,
-              ctx: DistContext, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Level indices and noise for the global batch; this rank's rows."""
-    idx, noise = objective.draw(torch.empty(global_shape), generator)
-    return idx[ctx.rank::ctx.world_size].to(device), noise[ctx.rank::ctx.world_size].to(device)
+class NoisyBatch(NamedTuple):
+    """This rank's rows of a global batch and their noise draws: ``x_noisy`` (at noise level
+    ``sigma``) is ``target`` perturbed with ``noise`` at schedule indices ``idx``."""
+
+    cond: torch.Tensor
+    era5: torch.Tensor
+    target: torch.Tensor
+    idx: torch.Tensor
+    noise: torch.Tensor
+    x_noisy: torch.Tensor
+    sigma: torch.Tensor
+
+
+def noisy_batches(loader: DataLoader, batches: list[list[int]], skip: int, objective: Objective,
+                  generator: torch.Generator, ctx: DistContext
+                  ) -> Iterator[tuple[int, NoisyBatch]]:
+    """``(index in the epoch, batch)`` for ``rank_loader(data, batches[skip:], ...)``; the
+    levels and noise of the whole global batch come from ``generator``, this rank keeps its
+    rows."""
+    device = ctx.device
+    for batch, (cond, era5, target) in enumerate(loader, start=skip):
+        cond, era5, target = cond.to(device), era5.to(device), target.to(device)
+        idx, noise = objective.draw(torch.empty(len(batches[batch]), *target.shape[1:]),
+                                    generator)
+        idx = idx[ctx.rank::ctx.world_size].to(device)
+        noise = noise[ctx.rank::ctx.world_size].to(device)
+        x_noisy, sigma = objective.perturb(target, idx, noise)
+        yield batch, NoisyBatch(cond, era5, target, idx, noise, x_noisy, sigma)
 
 
 def wrap_ddp(model: nn.Module, ctx: DistContext, find_unused: bool = False) -> nn.Module:
@@ -293,6 +318,27 @@ def teacher_effects(model: Teacher, loader: DataLoader, objective: Objective, le
 
 
 # ------------------------------------------------------------------------ checkpoints
+def end_epoch(save: Callable[[Path], None], run: Run, last: Path, pos: dict[str, Any],
+              epoch: int) -> None:
+    """Mark ``epoch`` (0-based) complete in ``pos``; save ``epoch_NNNN.pt`` and ``last``."""
+    pos.update(epoch=epoch + 1, batch=0)
+    save(run.checkpoints / f"epoch_{epoch + 1:04d}.pt")
+    save(last)
+
+
+@contextmanager
+def saved_on_interrupt(save: Callable[[Path], None], last: Path, pos: dict[str, Any]
+                       ) -> Iterator[None]:
+    """On ``KeyboardInterrupt`` (SIGTERM) save the resumable checkpoint ``last``, re-raise."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        save(last)
+        log.warning("saved resumable checkpoint %s (epoch %d, batch %d)", last,
+                    pos["epoch"] + 1, pos["batch"])
+        raise
+
+
 def teacher_record(cfg: TeacherConfig, model: nn.Module, ema: EMA, optimizer,
                    pos: dict[str, Any], history: list) -> dict:
     """The teacher checkpoint; ``pos`` holds ``epoch`` (completed), ``batch`` (completed in
@@ -361,7 +407,7 @@ def train_teacher(cfg: TeacherConfig, run: Run, ctx: DistContext, resume: bool =
         if ctx.is_main:
             save_checkpoint(path, teacher_record(cfg, model, ema, optimizer, pos, history))
 
-    try:
+    with saved_on_interrupt(save, last, pos):
         for epoch in range(start_epoch, cfg.train.epochs):
             batches = epoch_batches(len(train_set), cfg.train.batch_size, cfg.seed, epoch,
                                     cfg.train.max_steps_per_epoch)
@@ -370,11 +416,8 @@ def train_teacher(cfg: TeacherConfig, run: Run, ctx: DistContext, resume: bool =
             running = torch.zeros((), dtype=torch.float64)
             with progress(len(batches) - skip, f"train epoch {epoch + 1}",
                           enabled=ctx.is_main) as bar:
-                for batch, (cond, era5, target) in enumerate(loader, start=skip):
-                    cond, era5, target = cond.to(device), era5.to(device), target.to(device)
-                    global_shape = (len(batches[batch]), *target.shape[1:])
-                    idx, noise = draw_rows(objective, global_shape, generator, ctx, device)
-                    x_noisy, sigma = objective.perturb(target, idx, noise)
+                for batch, (cond, era5, target, idx, noise, x_noisy, sigma) in noisy_batches(
+                        loader, batches, skip, objective, generator, ctx):
                     with autocast(device, cfg.train.amp):
                         out = ddp(x_noisy, sigma, cond, era5)
                     loss = objective.loss(out.float(), target, x_noisy, noise, idx).mean()
@@ -398,14 +441,7 @@ def train_teacher(cfg: TeacherConfig, run: Run, ctx: DistContext, resume: bool =
             run.log_metrics(record)
             log.info("epoch %d: train loss %.4f, val DSM %.4f", epoch + 1, epoch_loss,
                      val["mean"])
-            pos.update(epoch=epoch + 1, batch=0)
-            save(run.checkpoints / f"epoch_{epoch + 1:04d}.pt")
-            save(last)
-    except KeyboardInterrupt:
-        save(last)
-        log.warning("saved resumable checkpoint %s (epoch %d, batch %d)", last,
-                    pos["epoch"] + 1, pos["batch"])
-        raise
+            end_epoch(save, run, last, pos, epoch)
     effects = teacher_effects(ema.shadow, val_loader, objective,
                               effect_level_index(objective, cfg.eval.noise_levels, 5), device)
     return {"task": TEACHER_KIND, "epochs": pos["epoch"], "steps": pos["step"],

@@ -32,7 +32,13 @@ from mdcli.models.causal import (
     effect_consistency,
     effects_dict,
 )
-from mdcli.models.teacher_student import VARIABLES, Student, model_config, variable_dict
+from mdcli.models.teacher_student import (
+    FEATURE_KEYS,
+    VARIABLES,
+    Student,
+    model_config,
+    variable_dict,
+)
 from mdcli.progress import progress
 from mdcli.runs import Run
 from mdcli.seeding import seed_everything
@@ -44,8 +50,8 @@ from mdcli.training.diffusion import (
     SamplingConfig,
     TCDataConfig,
     autocast,
-    draw_rows,
     effect_level_index,
+    end_epoch,
     ensure_data,
     epoch_batches,
     eval_loader,
@@ -54,9 +60,11 @@ from mdcli.training.diffusion import (
     load_teacher,
     make_optimizer,
     noisy_at,
+    noisy_batches,
     open_split,
     optimizer_step,
     rank_loader,
+    saved_on_interrupt,
     teacher_effects,
     teacher_predict,
     wrap_ddp,
@@ -96,11 +104,10 @@ class DistillConfig:
 
 
 def check_config(cfg: DistillConfig) -> None:
-    keys = {"attn16", "attn32", "enc16", "enc32"}
-    bad = [k for k in cfg.loss.feat_keys if k not in keys]
+    bad = [k for k in cfg.loss.feat_keys if k not in FEATURE_KEYS]
     if bad:
         raise InputError(f"config key 'loss.feat_keys': {bad[0]!r} is not a feature site, "
-                         f"expected some of {', '.join(sorted(keys))}")
+                         f"expected some of {', '.join(sorted(FEATURE_KEYS))}")
     if cfg.teacher.checkpoint is None:
         raise InputError("config key 'teacher.checkpoint': no teacher given; pass --teacher "
                          "CKPT (the last.pt of a 'mdcli train' tc_teacher run)")
@@ -185,7 +192,7 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
         if ctx.is_main:
             save_checkpoint(path, distill_record(cfg, t_record, teacher, nets, pos, history))
 
-    try:
+    with saved_on_interrupt(save, last, pos):
         for epoch in range(start_epoch, cfg.train.epochs):
             batches = epoch_batches(len(train_set), cfg.train.batch_size, cfg.seed, epoch,
                                     cfg.train.max_steps_per_epoch)
@@ -194,11 +201,8 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
                 m.train()
             with progress(len(batches) - skip, f"distill epoch {epoch + 1}",
                           enabled=ctx.is_main) as bar:
-                for batch, (cond, era5, target) in enumerate(loader, start=skip):
-                    cond, era5, target = cond.to(device), era5.to(device), target.to(device)
-                    global_shape = (len(batches[batch]), *target.shape[1:])
-                    idx, noise = draw_rows(objective, global_shape, generator, ctx, device)
-                    x_noisy, sigma = objective.perturb(target, idx, noise)
+                for batch, (cond, era5, target, idx, noise, x_noisy, sigma) in noisy_batches(
+                        loader, batches, skip, objective, generator, ctx):
                     with autocast(device, cfg.train.amp):
                         with torch.no_grad():
                             t_out, t_feats = teacher(x_noisy, sigma, cond, era5,
@@ -246,14 +250,7 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
             run.log_metrics(record)
             log.info("epoch %d: %s", epoch + 1, ", ".join(
                 f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val")))
-            pos.update(epoch=epoch + 1, batch=0)
-            save(run.checkpoints / f"epoch_{epoch + 1:04d}.pt")
-            save(last)
-    except KeyboardInterrupt:
-        save(last)
-        log.warning("saved resumable checkpoint %s (epoch %d, batch %d)", last,
-                    pos["epoch"] + 1, pos["batch"])
-        raise
+            end_epoch(save, run, last, pos, epoch)
     summary = {"task": DISTILL_KIND, "epochs": pos["epoch"], "steps": pos["step"],
                "history": history, "checkpoint": str(last),
                "teacher_checkpoint": str(cfg.teacher.checkpoint)}
