@@ -41,6 +41,7 @@ class Bar:
         self.total, self.description, self.every = total, description, every
         self.done = 0
         self.postfix: dict = {}
+        self._logged: tuple[int, dict] | None = None  # (done, postfix) of the last line logged
         self._start = self._last = time.monotonic()
         self._rich: Progress | None = None
         self._owner = False
@@ -63,16 +64,20 @@ class Bar:
             self._rich.update(self._task, advance=n, postfix=_format_postfix(self.postfix))
         elif self.enabled and time.monotonic() - self._last >= self.every:
             self._last = time.monotonic()
-            log.info(self.line())
+            self._log()
+
+    def _log(self) -> None:
+        self._logged = (self.done, dict(self.postfix))
+        log.info(self.line())
 
     def line(self) -> str:
         elapsed = time.monotonic() - self._start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         if self.total:
             pct = 100.0 * self.done / self.total
-            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+            eta = f"{(self.total - self.done) / rate:.0f}s" if rate > 0 else "?"
             head = (f"{self.description}: {self.done}/{self.total} ({pct:.0f}%) "
-                    f"{rate:.2f} it/s eta {eta:.0f}s")
+                    f"{rate:.2f} it/s eta {eta}")
         else:
             head = f"{self.description}: {self.done} {rate:.2f} it/s"
         tail = _format_postfix(self.postfix)
@@ -83,8 +88,8 @@ class Bar:
             _live.pop().stop()
         elif self._rich is not None:
             self._rich.remove_task(self._task)
-        if self.enabled:
-            log.info(self.line())
+        if self.enabled and self._logged != (self.done, self.postfix):
+            self._log()
 
 
 @contextmanager
