@@ -63,3 +63,10 @@ def test_file_step_is_keyed_into_its_output_name_and_reused_when_present(tmp_pat
     assert again.reused and len(fake.calls) == 1
     seeded = Step("data", ["data", "synth-tc", "--seed", "1"], output=tmp_path / "d" / "tc.h5")
     assert run_step(seeded, "qs", tmp_path, fake).path != first.path
+
+
+def test_quickstart_with_an_unusable_device_is_exit_2_before_any_step(run_cli, tmp_path):
+    result = run_cli("quickstart", "--work-dir", tmp_path, "--device", "cuda:7")
+    assert result.code == 2 and "--device" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())

@@ -49,10 +49,12 @@ def quickstart(work_dir: WorkDirOpt = DEFAULT_WORK_DIR, name: NameOpt = None,
     (tiny configs, a few minutes on a CPU). A re-run reuses the finished steps."""
     from mdcli import quickstart as qs
     from mdcli.chain import Step, StepResult, run_step
+    from mdcli.devices import resolve_device
     from mdcli.progress import progress
     from mdcli.runs import start_run
 
     cfg = QuickstartConfig(seed=0 if seed is None else seed, device=device or "auto")
+    resolve_device(cfg.device)  # a bad --device fails here, before any step runs
     chain = name or COMMAND
     work = work_dir.resolve()
     with start_run(COMMAND, cfg, work_dir=work, name=chain) as run, \
