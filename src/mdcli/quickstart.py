@@ -1,7 +1,7 @@
 """The main job on built-in defaults: synthetic cyclones -> teacher -> student -> tsne -> align.
 
-:func:`quickstart_steps` lists the chain (tiny configs, a few minutes on a 2-core CPU); each
-step is the command a researcher would type, so its result folder is the usual one.
+The ``*_step`` functions build the chain's steps (tiny configs, a few minutes on a 2-core CPU);
+each is the command a researcher would type, so its result folder is the usual one.
 :func:`report` gathers what a newcomer looks at first from the finished steps.
 """
 

@@ -140,8 +140,10 @@ def analyse_model(plan: ModelPlan, cfg: AgopConfig, cache_fallback: Path,
     model_dir, checkpoints, layers = plan.model_dir, plan.checkpoints, plan.layers
     loss = plan.record0["config"]["train"]["loss"]
     x, y = analysis_samples(plan.record0, cfg)
-    model0, _ = load_classifier(checkpoints[0])
-    init = [linear_layers(model0)[i].weight.detach().clone() for i in layers]
+    init = []
+    if cfg.remove_init:  # the epoch-0 weights W(0) of the NFM of W - W(0)
+        model0, _ = load_classifier(checkpoints[0])
+        init = [linear_layers(model0)[i].weight.detach().clone() for i in layers]
     options = {"layers": layers, "split": cfg.split, "max_samples": cfg.max_samples,
                "seed": cfg.seed, "remove_init": cfg.remove_init, "loss": loss,
                "n_samples": len(x), "metrics": list(METRICS), "mdcli_version": __version__}
@@ -151,19 +153,18 @@ def analyse_model(plan: ModelPlan, cfg: AgopConfig, cache_fallback: Path,
 
     def compute(path: Path) -> dict[str, np.ndarray]:
         model, record = load_classifier(path)
-        stats = layer_statistics(model, layers, x, y, loss=loss, batch_size=cfg.batch_size,
+        linears = [linear_layers(model)[i] for i in layers]
+        stats = layer_statistics(model, linears, x, y, loss=loss, batch_size=cfg.batch_size,
                                  device=device)
         values = np.zeros((len(layers), len(METRICS)))
-        for row, (st, index) in enumerate(zip(stats, layers, strict=True)):
+        for row, (st, linear) in enumerate(zip(stats, linears, strict=True)):
             if cfg.remove_init:
-                st = dataclasses.replace(
-                    st, M=nfm(linear_layers(model)[index].weight, init[row]).cpu())
+                st = dataclasses.replace(st, M=nfm(linear.weight, init[row]).cpu())
             sims = layer_similarities(st)
             values[row] = [sims[name] for name in METRICS]
         metrics = record.get("metrics", {})
         losses = [metrics.get(k, float("nan")) for k in ("train_loss", "val_loss")]
-        dims = [[linear_layers(model)[i].in_features, linear_layers(model)[i].out_features]
-                for i in layers]
+        dims = [[linear.in_features, linear.out_features] for linear in linears]
         return {"values": values, "losses": np.asarray(losses, dtype=np.float64),
                 "dims": np.asarray(dims, dtype=np.int64)}
 

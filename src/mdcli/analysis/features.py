@@ -280,12 +280,13 @@ def subsample(n: int, max_samples: int, seed: int) -> np.ndarray:
 
 
 def _variable_ids(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    names = [str(v) for v in np.unique(values.astype(str))]
+    unique, inverse = np.unique(values.astype(str), return_inverse=True)
+    names = [str(v) for v in unique]
     lowered = [name.lower() for name in names]
     if set(lowered) <= set(VARIABLES):  # ERA5 names: keep the seed's order
         names = [names[lowered.index(v)] for v in VARIABLES if v in lowered]
-    lookup = {name: i for i, name in enumerate(names)}
-    return np.array([lookup[str(v)] for v in values.astype(str)]), tuple(names)
+    position = np.array([names.index(str(v)) for v in unique], dtype=np.int64)
+    return position[inverse.reshape(-1)], tuple(names)
 
 
 def file_set(file: FeatureFile, max_samples: int, seed: int, name: str = "features") -> FeatureSet:
@@ -539,8 +540,6 @@ def _distill_config(spec: SourceSpec, record: dict) -> object:
 def _distill_arrays(spec: SourceSpec, record: dict, device: torch.device,
                     cache_folder: Path) -> dict[str, np.ndarray]:
     """Teacher/student features of a distill checkpoint on the test windows, cached."""
-    from dataclasses import replace as dc_replace
-
     from mdcli.diffusion.objectives import DiffusionConfig, build_objective
     from mdcli.models.teacher_student import load_distill_models, model_config
     from mdcli.training.diffusion import ensure_data, load_teacher, open_split
@@ -548,7 +547,7 @@ def _distill_arrays(spec: SourceSpec, record: dict, device: torch.device,
     cfg = _distill_config(spec, record)
     data_cfg = cfg.data  # type: ignore[attr-defined]
     if spec.data_path is not None:
-        data_cfg = dc_replace(data_cfg, path=str(spec.data_path), generate=None)
+        data_cfg = replace(data_cfg, path=str(spec.data_path), generate=None)
     ensure_data(data_cfg)
     provenance = {
         "kind": "distill-features", "checkpoint": file_digest(spec.ckpt),
@@ -564,7 +563,7 @@ def _distill_arrays(spec: SourceSpec, record: dict, device: torch.device,
             teacher, _ = load_teacher(spec.teacher, device)
         windows = open_split(data_cfg, model_config(record["model_config"]),
                              data_cfg.test_split)
-        objective = build_objective(dc_replace(DiffusionConfig(), **record["diffusion"]))
+        objective = build_objective(replace(DiffusionConfig(), **record["diffusion"]))
         level = round(spec.noise_position * (objective.num_levels - 1))
 
         def perturb(target: torch.Tensor, eps: torch.Tensor

@@ -15,8 +15,9 @@ from mdcli.cli.options import (
     SeedOpt,
     SetOpt,
     WorkDirOpt,
+    config_mapping,
 )
-from mdcli.config import apply_override, from_dict, read_yaml, resolve_config_path
+from mdcli.config import from_dict
 from mdcli.errors import InputError
 
 COMPARISON_FILE = "agop_comparison.png"
@@ -94,9 +95,7 @@ def agop(
     from mdcli.plots.agop import plot_comparison, plot_enhanced_analysis
     from mdcli.runs import dump_json, start_run
 
-    raw = read_yaml(resolve_config_path(config)) if config else {}
-    for override in sets or []:
-        apply_override(raw, override)
+    raw = config_mapping(config, sets)
     given = {"models": [*(models or []), *(model_args or [])] or None,
              "experiments_dir": str(experiments_dir) if experiments_dir else None,
              "layers": _int_list("--layers", layers) if layers else None,

@@ -20,6 +20,7 @@ from mdcli.cli.options import (
     SeedOpt,
     SetOpt,
     WorkDirOpt,
+    config_overrides,
 )
 from mdcli.errors import InputError
 
@@ -29,11 +30,7 @@ InitName = Literal["random", "noise", "mix", "load"]
 
 def _overrides(sets: list[str] | None, seed: int | None, device: str | None, ipc: int | None,
                init: str | None, load_path: Path | None, sampling_net: bool | None) -> list[str]:
-    out = list(sets or [])
-    if seed is not None:
-        out.append(f"seed={seed}")
-    if device is not None:
-        out.append(f"device={device}")
+    out = config_overrides(sets, seed, device)
     if ipc is not None:
         out.append(f"condense.ipc={ipc}")
     if load_path is not None:

@@ -7,7 +7,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from mdcli.config import load_config
+from mdcli.config import apply_override, load_config, read_yaml, resolve_config_path
 from mdcli.errors import InputError
 
 T = TypeVar("T")
@@ -31,15 +31,31 @@ ResumeOpt = Annotated[bool, typer.Option(
 DEFAULT_WORK_DIR = Path("runs")
 
 
-def resolve_config(schema: type[T], config: str | None, sets: list[str] | None,
-                   seed: int | None = None, device: str | None = None) -> T:
-    """Load ``schema`` from ``--config``, then ``--set`` overrides, then ``--seed``/``--device``."""
+def config_overrides(sets: list[str] | None, seed: int | None = None,
+                     device: str | None = None) -> list[str]:
+    """The ``--set`` overrides, then ``seed=``/``device=`` for a given ``--seed``/``--device``."""
     overrides = list(sets or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
     if device is not None:
         overrides.append(f"device={device}")
-    return load_config(schema, config, overrides)
+    return overrides
+
+
+def resolve_config(schema: type[T], config: str | None, sets: list[str] | None,
+                   seed: int | None = None, device: str | None = None) -> T:
+    """Load ``schema`` from ``--config``, then ``--set`` overrides, then ``--seed``/``--device``."""
+    return load_config(schema, config, config_overrides(sets, seed, device))
+
+
+def config_mapping(config: str | None, sets: list[str] | None, seed: int | None = None,
+                   device: str | None = None) -> dict:
+    """The raw mapping :func:`resolve_config` would validate (empty without ``--config``), for
+    commands that read keys from it before choosing or filling the schema."""
+    data = read_yaml(resolve_config_path(config)) if config else {}
+    for override in config_overrides(sets, seed, device):
+        apply_override(data, override)
+    return data
 
 
 def config_source(command: str, config: str | None, work_dir: Path, name: str | None,

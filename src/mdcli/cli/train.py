@@ -22,9 +22,10 @@ from mdcli.cli.options import (
     SeedOpt,
     SetOpt,
     WorkDirOpt,
+    config_mapping,
     config_source,
 )
-from mdcli.config import apply_override, from_dict, read_yaml, resolve_config_path
+from mdcli.config import from_dict
 from mdcli.errors import InputError
 
 COMMAND = "train"
@@ -83,12 +84,7 @@ def train(config: ConfigOpt = None, sets: SetOpt = None, work_dir: WorkDirOpt = 
           resume: ResumeOpt = False) -> None:
     """Train a model from a config (task: classifier, ...); checkpoints every epoch."""
     source = config_source(COMMAND, config, work_dir, name, resume, "train/mlp_digits_adam")
-    raw = read_yaml(resolve_config_path(source))
-    overrides = list(sets or [])
-    overrides += [f"seed={seed}"] if seed is not None else []
-    overrides += [f"device={device}"] if device is not None else []
-    for override in overrides:
-        apply_override(raw, override)
+    raw = config_mapping(source, sets, seed, device)
     task = raw.get("task")
     if task not in TRAINERS:
         raise InputError(f"config {source}: top-level key 'task' is {task!r}, expected one of: "

@@ -126,11 +126,13 @@ class Condenser:
         return [f.shape[1] for f in feats]
 
     def _slot(self, j: int) -> slice:
+        """Rows ``j * ipc ..`` of a per-class block: class ``j`` of the full set, or this
+        rank's ``j``-th class in ``syn``."""
         return slice(j * self.ipc, (j + 1) * self.ipc)
 
     def _syn_inputs(self, j: int, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = decode(self.syn[self._slot(j)], self.cfg.condense.factor)
-        mask = self.mask[k * self.ipc:(k + 1) * self.ipc] if self.mask is not None else None
+        mask = self.mask[self._slot(k)] if self.mask is not None else None
         return x, mask
 
     def frequencies(self, gen: torch.Generator) -> list[torch.Tensor]:
@@ -170,7 +172,7 @@ class Condenser:
         factor = self.cfg.condense.factor
         for j, k in enumerate(self.classes):
             logits = self.domain.logits(self.final_model, *self._syn_inputs(j, k))
-            labels = decode_labels(self.labels[k * self.ipc:(k + 1) * self.ipc], factor)
+            labels = decode_labels(self.labels[self._slot(k)], factor)
             total = total + classification_loss(logits, labels)
         return total
 
@@ -213,7 +215,7 @@ class Condenser:
         """The whole synthetic set (every rank's classes) on every rank, on the CPU."""
         full = torch.zeros(self.full_shape, device=self.device)
         for j, k in enumerate(self.classes):
-            full[k * self.ipc:(k + 1) * self.ipc] = self.syn[self._slot(j)]
+            full[self._slot(k)] = self.syn[self._slot(j)]
         full = _sum_over_ranks(full).cpu()
         out = {"data": full, "labels": self.labels.cpu()}
         if self.mask is not None:

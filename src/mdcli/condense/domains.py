@@ -15,6 +15,7 @@ from torch import nn
 from mdcli.condense.config import CondenseConfig
 from mdcli.condense.data import RealData
 from mdcli.condense.decode import check_factor, encode
+from mdcli.condense.text_training import as_embeddings
 from mdcli.errors import InputError
 from mdcli.models.classifier import build_classifier, linear_layers, with_data_shape
 from mdcli.models.mlp import ACTIVATIONS
@@ -76,9 +77,6 @@ class ImageDomain:
             torch.manual_seed(seed)
             return build_classifier(self.model_cfg)
 
-    def inputs(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return x
-
     def features(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
                  layer_index: list[int]) -> list[torch.Tensor]:
         return image_features(model, x, layer_index)
@@ -126,15 +124,12 @@ class TextDomain:
             model.head.reset_parameters()
         return model
 
-    def inputs(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return model.embed_tokens(x) if x.dtype == torch.long else x
-
     def features(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
                  layer_index: list[int]) -> list[torch.Tensor]:
-        return model.features(self.inputs(model, x), mask, layer_index)
+        return model.features(as_embeddings(model, x), mask, layer_index)
 
     def logits(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return model(self.inputs(model, x), mask)
+        return model(as_embeddings(model, x), mask)
 
     def initial(self, c: int, ipc: int, init: str, gen: torch.Generator
                 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -581,7 +581,7 @@ def _nc_ir_frames(xr: Any, path: Path, stack: ExitStack) -> list[IRFrame]:
 
         def read(rows: slice, cols: Any, k: int = k) -> np.ndarray:
             try:
-                raw = da.isel({time_dim: k}).values[rows][:, cols]
+                raw = da.isel({time_dim: k, ydim: rows, xdim: cols}).values
             except (OSError, RuntimeError, ValueError) as exc:
                 raise InputError(f"--ir {path}: cannot read '{name}' ({exc})") from None
             return np.asarray(raw, dtype=np.float64) * factor + shift

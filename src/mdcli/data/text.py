@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mdcli.errors import InputError
+from mdcli.storage.atomic import atomic_write_text
 
 TEXT_SUFFIXES = (".jsonl", ".csv")
 CSV_LABEL_SEPARATOR = ";"
@@ -59,7 +60,7 @@ def write_jsonl(path: str | Path, texts: list[str], labels: list[list[str]]) -> 
     """Write documents as JSONL lines ``{"text": ..., "labels": [...]}``."""
     path = Path(path)
     lines = [json.dumps({"text": t, "labels": y}) for t, y in zip(texts, labels, strict=True)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mdcli.config import param, to_dict
 from mdcli.diffusion.objectives import DiffusionConfig, Objective, build_objective
-from mdcli.dist import DistContext, all_reduce_mean
+from mdcli.dist import DistContext, all_reduce_mean, barrier
 from mdcli.errors import InputError
 from mdcli.logs import log
 from mdcli.models.causal import EFFECT_TARGETS, counterfactual_effects, effects_dict
@@ -163,6 +163,26 @@ def eval_loader(data: Dataset, cfg: EvalConfig, workers: int = 0) -> DataLoader:
     return DataLoader(data, batch_sampler=[idx[i:i + cfg.batch_size]
                                            for i in range(0, n, cfg.batch_size)],
                       collate_fn=_collate, num_workers=workers)
+
+
+def check_batch_size(cfg: LoopConfig, ctx: DistContext) -> None:
+    """The global batch must split evenly over the DDP ranks."""
+    if cfg.batch_size % ctx.world_size:
+        raise InputError(f"config key 'train.batch_size': {cfg.batch_size} is not "
+                         f"divisible by the {ctx.world_size} processes")
+
+
+def prepare_data(cfg: Any, model: ModelConfig, ctx: DistContext
+                 ) -> tuple[Dataset, DataLoader]:
+    """Seed, generate the data file on first use (main rank, the others wait) and return the
+    training split and the validation loader; ``cfg`` has ``seed``, ``data`` and ``eval``."""
+    seed_everything(cfg.seed)
+    flush_denormals()
+    ensure_data(cfg.data, ctx.is_main)
+    barrier()
+    train_set = open_split(cfg.data, model, cfg.data.train_split)
+    val_loader = eval_loader(open_split(cfg.data, model, cfg.data.val_split), cfg.eval)
+    return train_set, val_loader
 
 
 # ------------------------------------------------------------------------ training
@@ -373,17 +393,8 @@ def train_teacher(cfg: TeacherConfig, run: Run, ctx: DistContext, resume: bool =
     current step and is re-raised.
     """
     device = ctx.device
-    if cfg.train.batch_size % ctx.world_size:
-        raise InputError(f"config key 'train.batch_size': {cfg.train.batch_size} is not "
-                         f"divisible by the {ctx.world_size} processes")
-    seed_everything(cfg.seed)
-    flush_denormals()
-    ensure_data(cfg.data, ctx.is_main)
-    from mdcli.dist import barrier
-
-    barrier()
-    train_set = open_split(cfg.data, cfg.model, cfg.data.train_split)
-    val_loader = eval_loader(open_split(cfg.data, cfg.model, cfg.data.val_split), cfg.eval)
+    check_batch_size(cfg.train, ctx)
+    train_set, val_loader = prepare_data(cfg, cfg.model, ctx)
     objective = build_objective(cfg.diffusion)
     model = Teacher(cfg.model).to(device)
     ema = EMA(model, cfg.optim.ema_decay)

@@ -22,7 +22,7 @@ import torch
 
 from mdcli.config import param, to_dict
 from mdcli.diffusion.objectives import DiffusionConfig, build_objective
-from mdcli.dist import DistContext, all_reduce_mean, barrier
+from mdcli.dist import DistContext, all_reduce_mean
 from mdcli.errors import InputError
 from mdcli.logs import log
 from mdcli.losses.distill import DistillLossConfig, distill_loss
@@ -41,7 +41,6 @@ from mdcli.models.teacher_student import (
 )
 from mdcli.progress import progress
 from mdcli.runs import Run
-from mdcli.seeding import seed_everything
 from mdcli.storage.checkpoint import load_checkpoint, save_checkpoint
 from mdcli.training.diffusion import (
     DiffusionOptimConfig,
@@ -50,12 +49,11 @@ from mdcli.training.diffusion import (
     SamplingConfig,
     TCDataConfig,
     autocast,
+    check_batch_size,
     effect_level_index,
     end_epoch,
-    ensure_data,
     epoch_batches,
     eval_loader,
-    flush_denormals,
     heldout_losses,
     load_teacher,
     make_optimizer,
@@ -63,6 +61,7 @@ from mdcli.training.diffusion import (
     noisy_batches,
     open_split,
     optimizer_step,
+    prepare_data,
     rank_loader,
     saved_on_interrupt,
     teacher_effects,
@@ -72,7 +71,6 @@ from mdcli.training.diffusion import (
 from mdcli.training.ema import EMA
 
 DISTILL_KIND = "distill"
-NETS = ("teacher", "student", "student_no_distill")
 
 
 @dataclass
@@ -149,21 +147,14 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
     """Distil, evaluate, and return the summary figures (see the module docstring)."""
     check_config(cfg)
     device = ctx.device
-    if cfg.train.batch_size % ctx.world_size:
-        raise InputError(f"config key 'train.batch_size': {cfg.train.batch_size} is not "
-                         f"divisible by the {ctx.world_size} processes")
+    check_batch_size(cfg.train, ctx)
     teacher, t_record = load_teacher(cfg.teacher.checkpoint, device, cfg.teacher.ema)
     for p in teacher.parameters():
         p.requires_grad_(False)
     mcfg = model_config(t_record["model_config"])
     objective = build_objective(dataclasses.replace(
         DiffusionConfig(), **t_record["diffusion"]))
-    seed_everything(cfg.seed)
-    flush_denormals()
-    ensure_data(cfg.data, ctx.is_main)
-    barrier()
-    train_set = open_split(cfg.data, mcfg, cfg.data.train_split)
-    val_loader = eval_loader(open_split(cfg.data, mcfg, cfg.data.val_split), cfg.eval)
+    train_set, val_loader = prepare_data(cfg, mcfg, ctx)
 
     student = Student(mcfg).to(device)
     nets: dict[str, Any] = {"student": student}

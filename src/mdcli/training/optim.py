@@ -17,6 +17,7 @@ from torch import nn
 
 from mdcli.config import param
 from mdcli.errors import InputError
+from mdcli.models.classifier import linear_layers
 
 
 @dataclass
@@ -76,8 +77,7 @@ class OptimizerGroup:
 
 def muon_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(hidden linear weights for Muon, every other trainable parameter for AdamW)."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    hidden = {id(m.weight) for m in linears[1:-1]}
+    hidden = {id(m.weight) for m in linear_layers(model)[1:-1]}
     params = [p for p in model.parameters() if p.requires_grad]
     return [p for p in params if id(p) in hidden], [p for p in params if id(p) not in hidden]
 
