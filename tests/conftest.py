@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -46,3 +49,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def torchrun():
+    """Run ``mdcli ARGS`` under ``torchrun --standalone --nproc_per_node 2`` (gloo on CPU)."""
+    src = Path(__file__).resolve().parents[1] / "src"
+
+    def _run(*args: object, timeout: float = 200) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        return subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+             "2", "-m", "mdcli", "-q", *map(str, args)],
+            env=env, capture_output=True, text=True, timeout=timeout)
+
+    return _run

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = {
     "seed": 0, "device": "cpu",
     "dataset": {"batch_real": 32},
@@ -109,17 +105,13 @@ def test_missing_config_and_bad_evaluate_file(tmp_path, run_cli):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_two_processes_match_one_process(tmp_path, run_cli):
+def test_two_processes_match_one_process(tmp_path, run_cli, torchrun):
     config = _config(tmp_path, condense={"sampling_net": True, "niter": 3, "ipc": 2},
                      evaluation={"enabled": False})
     one = run_cli("condense", "-c", config, "--work-dir", tmp_path, "--name", "one")
     assert one.code == 0, one.err
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
-    two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "mdcli", "-q", "condense", "-c", str(config), "--work-dir", str(tmp_path),
-         "--name", "two"], env=env, capture_output=True, text=True, timeout=250)
+    two = torchrun("condense", "-c", config, "--work-dir", tmp_path, "--name", "two",
+                   timeout=250)
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = (torch.load(tmp_path / "condense" / n / "distilled_data" / "syn_data_3.pth",
                        weights_only=True) for n in ("one", "two"))

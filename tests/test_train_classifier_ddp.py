@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_two_processes_match_one_process(tmp_path, run_cli):
+def test_two_processes_match_one_process(tmp_path, run_cli, torchrun):
     config = tmp_path / "c.yml"
     config.write_text(yaml.safe_dump({
         "task": "classifier", "seed": 3, "device": "cpu", "data": {"max_samples": 200},
@@ -25,12 +19,7 @@ def test_two_processes_match_one_process(tmp_path, run_cli):
         "train": {"epochs": 3, "batch_size": 30, "loss": "mse"}}))
     one = run_cli("train", "-c", config, "--work-dir", tmp_path, "--name", "one")
     assert one.code == 0, one.err
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
-    two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "mdcli", "-q", "train", "-c", str(config), "--work-dir", str(tmp_path),
-         "--name", "two"], env=env, capture_output=True, text=True, timeout=200)
+    two = torchrun("train", "-c", config, "--work-dir", tmp_path, "--name", "two")
     assert two.returncode == 0, two.stderr[-2000:]
 
     def curve(name: str) -> list[float]:
