@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from mdcli.diffusion.objectives import DiffusionConfig, build_objective
-from mdcli.losses.distill import DistillLossConfig, distill_loss
+from mdcli.losses.distill import DistillLossConfig, causal_loss_fn, distill_loss
 from mdcli.models.teacher_student import ModelConfig, Student, Teacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,8 @@ def _time(step, steps: int, device: torch.device) -> float:
 
 def bench(name: str, device: torch.device, batch: int, steps: int, amp: bool) -> dict:
     cfg, objective, (cond, era5, target) = _setup(name, device, batch)
-    teacher, student = Teacher(cfg).to(device), Student(cfg).to(device)
+    teacher = Teacher(cfg).to(device)
+    student = Student(cfg, causal_loss_fn(DistillLossConfig())).to(device)
     opt_t = torch.optim.Adam(teacher.parameters(), lr=1e-4)
     opt_s = torch.optim.Adam(student.parameters(), lr=1e-4)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)

@@ -18,8 +18,12 @@ def test_quickstart_runs_the_chain_then_reuses_every_step(run_cli, tmp_path):
     assert summary["status"] == "completed"
     assert list(summary["steps"]) == STEPS
     assert not any(step["reused"] for step in summary["steps"].values())
-    losses = summary["dsm_loss"]
-    assert losses["teacher"] < losses["student"] < losses["student_no_distill"]
+    skill = summary["skill"]
+    assert {"teacher", "teacher_other_storm_era5", "teacher_zero_era5", "teacher_no_era5",
+            "student", "student_no_distill", "persistence"} <= set(skill)
+    assert skill["teacher"]["track_error_px"] < skill["teacher_other_storm_era5"][
+        "track_error_px"]
+    assert (tmp_path / summary["eval_samples"]).is_file()
     assert summary["grade"] in {"excellent", "good", "poor"}
     names = {p.split("/")[-1] for p in summary["figures"]}
     assert {"tsne_16_features.png", "tsne_32_features.png", "tsne_encoder_16_features.png",
@@ -29,10 +33,10 @@ def test_quickstart_runs_the_chain_then_reuses_every_step(run_cli, tmp_path):
     for name in ("teacher", "student", "tsne", "align"):
         run = json.loads((tmp_path / summary["steps"][name]["path"] / "summary.json").read_text())
         assert run["status"] == "completed"
-    assert "alignment grade" in first.out and "held-out denoising loss" in first.out
+    assert "alignment grade" in first.out and "forecast skill" in first.out
 
     again = run_cli("quickstart", "--work-dir", tmp_path, "--device", "cpu")
     assert again.code == 0, again.err
     rerun = json.loads((tmp_path / "quickstart" / "quickstart" / "summary.json").read_text())
     assert all(step["reused"] for step in rerun["steps"].values())
-    assert rerun["dsm_loss"] == losses and rerun["grade"] == summary["grade"]
+    assert rerun["skill"] == skill and rerun["grade"] == summary["grade"]

@@ -3,7 +3,7 @@
 ::
 
     config.yaml     fully resolved config
-    meta.json       mdcli version, argv, host, python/torch versions, device, seed,
+    meta.json       mdcli version, argv, host, python/torch versions, device, seed, threads,
                     start/end, status
     log.txt         the same lines the console showed
     metrics.jsonl   one JSON object per logged step/epoch
@@ -168,7 +168,8 @@ def start_run(command: str, config: Any, *, work_dir: str | Path = "runs", name:
         "mdcli_version": __version__, "command": command, "argv": sys.argv,
         "host": socket.gethostname(), "python": platform.python_version(),
         "torch": torch.__version__, "device": device or getattr(config, "device", None),
-        "seed": getattr(config, "seed", None), "start": _utc_now(), "end": None,
+        "seed": getattr(config, "seed", None), "threads": torch.get_num_threads(),
+        "start": _utc_now(), "end": None,
         "status": "running", "resumed": resumed,
     }
     run.summary.update(status="running", command=command, run_dir=str(run_dir))

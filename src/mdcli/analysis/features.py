@@ -540,9 +540,9 @@ def _distill_config(spec: SourceSpec, record: dict) -> object:
 def _distill_arrays(spec: SourceSpec, record: dict, device: torch.device,
                     cache_folder: Path) -> dict[str, np.ndarray]:
     """Teacher/student features of a distill checkpoint on the test windows, cached."""
-    from mdcli.diffusion.objectives import DiffusionConfig, build_objective
     from mdcli.models.teacher_student import load_distill_models, model_config
-    from mdcli.training.diffusion import ensure_data, load_teacher, open_split
+    from mdcli.training.tc_data import ensure_data, open_split
+    from mdcli.training.teacher import load_teacher, objective_of
 
     cfg = _distill_config(spec, record)
     data_cfg = cfg.data  # type: ignore[attr-defined]
@@ -563,7 +563,7 @@ def _distill_arrays(spec: SourceSpec, record: dict, device: torch.device,
             teacher, _ = load_teacher(spec.teacher, device)
         windows = open_split(data_cfg, model_config(record["model_config"]),
                              data_cfg.test_split)
-        objective = build_objective(replace(DiffusionConfig(), **record["diffusion"]))
+        objective = objective_of(record)
         level = round(spec.noise_position * (objective.num_levels - 1))
 
         def perturb(target: torch.Tensor, eps: torch.Tensor

@@ -22,6 +22,7 @@ from mdcli.cli.train import train
 from mdcli.cli.tsne import tsne
 from mdcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, InputError, RunFailure
 from mdcli.logs import setup_logging, state
+from mdcli.threads import THREADS_ENV, apply_thread_policy, parse_threads
 
 app = typer.Typer(
     name="mdcli",
@@ -47,8 +48,14 @@ def _global_options(
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Debug messages; tracebacks on errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
+    threads: Annotated[str | None, typer.Option(
+        "--threads", metavar="N",
+        help=f"torch CPU threads (also {THREADS_ENV}); default: the CPUs granted "
+             "(SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, affinity) less those other processes "
+             "keep busy.")] = None,
 ) -> None:
     setup_logging(verbose=verbose, quiet=quiet)
+    apply_thread_policy(None if threads is None else parse_threads(threads, "--threads"))
 
 
 app.command("quickstart")(quickstart)

@@ -1,6 +1,5 @@
-"""``mdcli distill`` (and ``mdcli train``'s ``task: tc_teacher``): the cyclone diffusion
-teacher and its satellite-only student. The work is in :mod:`mdcli.training.diffusion` and
-:mod:`mdcli.training.distill`; this module wires options to it."""
+"""``mdcli distill``: the satellite-only student of the cyclone diffusion teacher. The work
+is in :mod:`mdcli.training.distill`; this module wires options to it."""
 
 from __future__ import annotations
 
@@ -32,11 +31,10 @@ TeacherOpt = Annotated[Path | None, typer.Option(
 
 
 def _print_eval(summary: dict[str, Any], run_path: Path) -> None:
+    from mdcli.forecast.evaluate import skill_report
     from mdcli.logs import console
 
-    losses = summary.get("eval", {}).get("dsm_loss", {})
-    figures = ", ".join(f"{name} {value:.4f}" for name, value in losses.items())
-    console.print(f"held-out denoising loss: {figures}\nrun folder: {run_path}")
+    console.print(f"{skill_report(summary['eval'])}\nrun folder: {run_path}")
 
 
 def distill(config: ConfigOpt = None, sets: SetOpt = None, teacher: TeacherOpt = None,
@@ -66,29 +64,5 @@ def distill(config: ConfigOpt = None, sets: SetOpt = None, teacher: TeacherOpt =
             run.update_summary(**summary)
         if ctx.is_main:
             _print_eval(summary, run.path)
-    finally:
-        dist.cleanup()
-
-
-def train_tc_teacher_task(request: Any) -> None:
-    """``mdcli train`` with ``task: tc_teacher``: the ERA5 teacher (see docs/distill.md)."""
-    from mdcli import dist
-    from mdcli.config import from_dict
-    from mdcli.logs import console
-    from mdcli.runs import start_run
-    from mdcli.training.diffusion import TeacherConfig, train_teacher
-
-    cfg = from_dict(TeacherConfig, request.raw)
-    ctx = dist.init_distributed(cfg.device)
-    try:
-        path = dist.broadcast_object(request.run_dir() if ctx.is_main else None)
-        with start_run("train", cfg, path=path, enabled=ctx.is_main,
-                       device=str(ctx.device)) as run:
-            summary = train_teacher(cfg, run, ctx, resume=request.resume)
-            run.update_summary(**summary)
-        if ctx.is_main:
-            console.print(f"trained the teacher {summary['epochs']} epochs ({summary['steps']} "
-                          f"steps): val DSM {summary['val_dsm']:.4f}\n"
-                          f"checkpoint: {summary['checkpoint']}")
     finally:
         dist.cleanup()

@@ -4,18 +4,45 @@ The steps are in :mod:`mdcli.quickstart`, the reuse rule in :mod:`mdcli.chain`."
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import typer
 
 from mdcli.cli.options import DEFAULT_WORK_DIR, DeviceOpt, NameOpt, SeedOpt, WorkDirOpt
-from mdcli.errors import EXIT_INTERRUPTED, RunFailure
+from mdcli.errors import EXIT_INTERRUPTED, InputError, RunFailure
 
 COMMAND = "quickstart"
+
+SeedsOpt = Annotated[str | None, typer.Option(
+    "--seeds", metavar="LIST",
+    help="Comma-separated training seeds (e.g. 0,1,2): run teacher and student per seed and "
+         "report mean ± standard error; overrides --seed.")]
+AblationsOpt = Annotated[bool, typer.Option(
+    "--ablations", help="Also distil with the loss ablations (output only, + features, "
+                        "+ causal) per seed.")]
 
 
 @dataclass
 class QuickstartConfig:
     seed: int = 0
     device: str = "auto"
+    seeds: list[int] = field(default_factory=list)
+    ablations: bool = False
+
+
+def parse_seeds(text: str | None) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``; distinct integers or an InputError naming --seeds."""
+    if text is None:
+        return []
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--seeds {text!r}: expected comma-separated integers such as "
+                         f"0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(f"--seeds {text!r}: expected distinct integers such as 0,1,2")
+    return seeds
 
 
 def _invoke(argv: Sequence[str]) -> None:
@@ -33,18 +60,29 @@ def _invoke(argv: Sequence[str]) -> None:
 
 
 def _print_report(rep: dict) -> None:
+    from mdcli.forecast.evaluate import FIGURES, format_table
+    from mdcli.forecast.seeds import format_aggregate
     from mdcli.logs import console
 
-    losses = ", ".join(f"{k} {v:.4f}" for k, v in rep["dsm_loss"].items())
-    steps = "\n".join(f"  {name:8s} {s['path']}{'  (reused)' if s['reused'] else ''}"
+    steps = "\n".join(f"  {name:16s} {s['path']}{'  (reused)' if s['reused'] else ''}"
                       for name, s in rep["steps"].items())
-    figures = "\n".join(f"  {path}" for path in [*rep["figures"], rep["samples"]])
-    console.print(f"steps:\n{steps}\nheld-out denoising loss: {losses}\n"
-                  f"alignment grade: {rep['grade']} ({rep['alignment']})\nfigures:\n{figures}")
+    lines = [f"steps:\n{steps}", "forecast skill on held-out storms (lower is better):",
+             format_table(rep["skill"])]
+    for control, gains in rep["era5_value"].items():
+        lines.append(f"teacher vs {control} ERA5: " + ", ".join(
+            f"{k} {100 * v:+.1f}%" for k, v in gains.items()))
+    if "seeds" in rep:
+        agg = rep["seeds"]
+        lines += [f"over seeds {agg['seeds']} (mean ± standard error):",
+                  format_aggregate(agg["skill"], FIGURES[:3])]
+    lines.append(f"alignment grade: {rep['grade']} ({rep['alignment']})")
+    lines.append("figures:\n" + "\n".join(f"  {p}" for p in [*rep["figures"], rep["samples"]]))
+    console.print("\n".join(lines))
 
 
 def quickstart(work_dir: WorkDirOpt = DEFAULT_WORK_DIR, name: NameOpt = None,
-               device: DeviceOpt = None, seed: SeedOpt = None) -> None:
+               device: DeviceOpt = None, seed: SeedOpt = None, seeds: SeedsOpt = None,
+               ablations: AblationsOpt = False) -> None:
     """Generate synthetic cyclones, train the teacher, distil the student, run tsne and align
     (tiny configs, a few minutes on a CPU). A re-run reuses the finished steps."""
     from mdcli import quickstart as qs
@@ -53,25 +91,42 @@ def quickstart(work_dir: WorkDirOpt = DEFAULT_WORK_DIR, name: NameOpt = None,
     from mdcli.progress import progress
     from mdcli.runs import start_run
 
-    cfg = QuickstartConfig(seed=0 if seed is None else seed, device=device or "auto")
+    cfg = QuickstartConfig(seed=0 if seed is None else seed, device=device or "auto",
+                           seeds=parse_seeds(seeds), ablations=ablations)
     resolve_device(cfg.device)  # a bad --device fails here, before any step runs
+    train_seeds = cfg.seeds or [cfg.seed]
+    per_seed_steps = 2 + (len(qs.ABLATIONS) if ablations else 0)
     chain = name or COMMAND
     work = work_dir.resolve()
     with start_run(COMMAND, cfg, work_dir=work, name=chain) as run, \
-            progress(5, "quickstart", every=0.0) as bar:
-        results = {}
+            progress(3 + per_seed_steps * len(train_seeds), "quickstart", every=0.0) as bar:
+        listed: dict[str, StepResult] = {}
 
-        def step(made: Step) -> StepResult:
-            bar.advance(0, step=made.name)
-            results[made.name] = result = run_step(made, chain, work, _invoke)
-            bar.advance(1, step=f"{made.name} {'reused' if result.reused else 'done'}")
+        def step(made: Step, label: str) -> StepResult:
+            bar.advance(0, step=label)
+            listed[label] = result = run_step(made, chain, work, _invoke)
+            bar.advance(1, step=f"{label} {'reused' if result.reused else 'done'}")
             return result
 
-        data = step(qs.data_step(work, cfg.seed)).path
-        teacher = qs.last_checkpoint(step(qs.teacher_step(data, cfg.seed, cfg.device)))
-        student = qs.last_checkpoint(step(qs.student_step(data, teacher, cfg.seed, cfg.device)))
-        step(qs.tsne_step(student, data, cfg.seed, cfg.device))
-        step(qs.align_step(student, data, cfg.seed, cfg.device))
-        rep = qs.report(results)
+        tag = (lambda s: f"@{s}") if len(train_seeds) > 1 else (lambda s: "")
+        data = step(qs.data_step(work), "data").path
+        per_seed: dict[int, dict[str, StepResult]] = {}
+        for s in train_seeds:
+            res = per_seed[s] = {}
+            res["teacher"] = step(qs.teacher_step(data, s, cfg.device), f"teacher{tag(s)}")
+            teacher = qs.last_checkpoint(res["teacher"])
+            res["student"] = step(qs.student_step(data, teacher, s, cfg.device),
+                                  f"student{tag(s)}")
+            for made in qs.ablation_steps(data, teacher, s, cfg.device) if ablations else []:
+                res[made.name] = step(made, f"{made.name}{tag(s)}")
+        first = per_seed[train_seeds[0]]
+        student = qs.last_checkpoint(first["student"])
+        first["tsne"] = step(qs.tsne_step(student, data, train_seeds[0], cfg.device), "tsne")
+        first["align"] = step(qs.align_step(student, data, train_seeds[0], cfg.device), "align")
+        rep = qs.report(first)
+        rep["steps"] = {label: {"path": str(r.path), "reused": r.reused}
+                        for label, r in listed.items()}
+        if len(train_seeds) > 1:
+            rep["seeds"] = qs.seeds_report(per_seed)
         run.update_summary(**rep)
     _print_report(rep)

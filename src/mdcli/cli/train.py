@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mdcli.cli.distill import train_tc_teacher_task
 from mdcli.cli.options import (
     DEFAULT_WORK_DIR,
     ConfigOpt,
@@ -69,6 +68,31 @@ def train_classifier_task(request: TrainRequest) -> None:
             figures = " ".join(f"{k}={v:.4f}" for k, v in final.items()
                                if k.endswith(("loss", "acc")))
             console.print(f"trained {final['epoch']} epochs: {figures}\nrun folder: {run.path}")
+    finally:
+        dist.cleanup()
+
+
+def train_tc_teacher_task(request: TrainRequest) -> None:
+    """``mdcli train`` with ``task: tc_teacher``: the ERA5 teacher (see docs/distill.md)."""
+    from mdcli import dist
+    from mdcli.config import from_dict
+    from mdcli.forecast.evaluate import skill_report
+    from mdcli.logs import console
+    from mdcli.runs import start_run
+    from mdcli.training.teacher import TeacherConfig, train_teacher
+
+    cfg = from_dict(TeacherConfig, request.raw)
+    ctx = dist.init_distributed(cfg.device)
+    try:
+        path = dist.broadcast_object(request.run_dir() if ctx.is_main else None)
+        with start_run("train", cfg, path=path, enabled=ctx.is_main,
+                       device=str(ctx.device)) as run:
+            summary = train_teacher(cfg, run, ctx, resume=request.resume)
+            run.update_summary(**summary)
+        if ctx.is_main:
+            console.print(f"trained the teacher {summary['epochs']} epochs ({summary['steps']} "
+                          f"steps)\n{skill_report(summary['eval'])}\n"
+                          f"checkpoint: {summary['checkpoint']}")
     finally:
         dist.cleanup()
 

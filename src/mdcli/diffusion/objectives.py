@@ -1,28 +1,35 @@
-"""The two denoising objectives: DDPM noise prediction and NCSN annealed score matching.
+"""The two denoising objectives: DDPM (eps, v or x0 prediction) and NCSN score matching.
 
 A network is always called as ``net(x_noisy, noise_level, ...)`` with a continuous noise
 level per sample: DDPM passes the noise-to-signal ratio ``sqrt((1 - abar_t) / abar_t)`` of step
 ``t`` (``x_t / sqrt(abar_t) = x + level * eps``, so the level spreads over 0.01..157 and
-the last steps stay distinguishable), NCSN passes ``sigma``. A DDPM network predicts the
-noise; an NCSN network's output divided by ``sigma`` is the score (NCSN++'s
-``scale_by_sigma``).
+the last steps stay distinguishable), NCSN passes ``sigma``. A DDPM network predicts, per
+``DiffusionConfig.prediction``, the noise ``eps``, the velocity ``v = a eps - s x`` or the
+clean frame ``x`` (``x_t = a x + s eps``, ``a = sqrt(abar_t)``, ``s = sqrt(1 - abar_t)``;
+Salimans & Ho 2022); an NCSN network's output divided by ``sigma`` is the score (NCSN++'s
+``scale_by_sigma``). Samplers convert any output with ``denoise`` and ``eps_from``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
-from mdcli.config import param
+from mdcli.config import from_dict, param
 from mdcli.diffusion.schedules import ddpm_betas, ncsn_sigmas
-from mdcli.losses.dsm import annealed_dsm_loss, ddpm_noise_loss
+from mdcli.losses.dsm import annealed_dsm_loss, prediction_loss
+
+Prediction = Literal["eps", "v", "x0"]
 
 
 @dataclass
 class DiffusionConfig:
     objective: Literal["ddpm", "ncsn"] = "ddpm"
+    prediction: Prediction = param(
+        "v", help="what a DDPM network predicts: eps (noise), v (a eps - s x) or x0 (clean "
+                  "frame); ignored by NCSN")
     num_steps: int = param(1000, ge=2, help="DDPM steps")
     beta_start: float = param(1e-4, gt=0, lt=1)
     beta_end: float = param(0.02, gt=0, lt=1)
@@ -30,6 +37,15 @@ class DiffusionConfig:
     sigma_end: float = param(0.01, gt=0, help="NCSN smallest sigma")
     num_sigmas: int = param(232, ge=2)
     anneal_power: float = param(2.0, ge=0)
+
+
+def diffusion_config(record: dict[str, Any]) -> DiffusionConfig:
+    """The ``diffusion`` section stored in a checkpoint as a validated config.
+
+    Checkpoints written before ``prediction`` existed predicted the noise, so a missing
+    ``prediction`` reads as ``"eps"`` (not the current default ``"v"``).
+    """
+    return from_dict(DiffusionConfig, {"prediction": "eps", **record}, "diffusion")
 
 
 class Objective:
@@ -62,14 +78,22 @@ class Objective:
 
     def perturb(self, x: torch.Tensor, idx: torch.Tensor, noise: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_noisy, noise_level)`` of clean ``x`` ``[B, ...]`` at level indices ``[B]``."""
         raise NotImplementedError
 
     def loss(self, output: torch.Tensor, x: torch.Tensor, x_noisy: torch.Tensor,
              noise: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The training loss ``[B]`` of the network ``output`` at ``x_noisy``."""
         raise NotImplementedError
 
     def denoise(self, output: torch.Tensor, x_noisy: torch.Tensor, idx: torch.Tensor
                 ) -> torch.Tensor:
+        """The clean-sample estimate ``[B, ...]`` implied by ``output``."""
+        raise NotImplementedError
+
+    def eps_from(self, output: torch.Tensor, x_noisy: torch.Tensor, idx: torch.Tensor
+                 ) -> torch.Tensor:
+        """The standard-normal noise estimate ``[B, ...]`` implied by ``output``."""
         raise NotImplementedError
 
 
@@ -78,25 +102,57 @@ def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class DDPMObjective(Objective):
-    """``x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps``; the loss is MSE(eps_pred, eps)."""
+    """``x_t = a x + s eps`` with ``a = sqrt(abar_t)``, ``s = sqrt(1 - abar_t)``; the loss is
+    the MSE between the output and its target: ``eps``, ``v = a eps - s x`` or ``x``."""
 
     name = "ddpm"
 
-    def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+    def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
+                 prediction: Prediction = "v"):
+        if prediction not in ("eps", "v", "x0"):
+            raise ValueError(f"prediction {prediction!r}: expected 'eps', 'v' or 'x0'")
+        self.prediction = prediction
         self.betas = ddpm_betas(num_steps, beta_start, beta_end)
         self.alphas_bar = torch.cumprod(1.0 - self.betas, dim=0)
         self.levels = torch.sqrt((1.0 - self.alphas_bar) / self.alphas_bar).float()
 
+    def coefficients(self, idx: torch.Tensor, like: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(a, s)`` of level indices ``idx`` ``[B]``, shaped to broadcast against ``like``."""
+        abar = self.alphas_bar.to(like.device)[idx]
+        return _col(abar.sqrt(), like), _col((1 - abar).sqrt(), like)
+
     def perturb(self, x, idx, noise):
-        abar = _col(self.alphas_bar.to(x.device)[idx], x)
-        return abar.sqrt() * x + (1 - abar).sqrt() * noise, self.noise_level(idx, x)
+        a, s = self.coefficients(idx, x)
+        return a * x + s * noise, self.noise_level(idx, x)
+
+    def target(self, x: torch.Tensor, noise: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """What the network should output for clean ``x`` perturbed by ``noise`` at ``idx``."""
+        if self.prediction == "eps":
+            return noise
+        if self.prediction == "x0":
+            return x
+        a, s = self.coefficients(idx, x)
+        return a * noise - s * x
 
     def loss(self, output, x, x_noisy, noise, idx):
-        return ddpm_noise_loss(output, noise)
+        return prediction_loss(output, self.target(x, noise, idx))
 
     def denoise(self, output, x_noisy, idx):
-        abar = _col(self.alphas_bar.to(x_noisy.device)[idx], x_noisy)
-        return (x_noisy - (1 - abar).sqrt() * output) / abar.sqrt()
+        if self.prediction == "x0":
+            return output
+        a, s = self.coefficients(idx, x_noisy)
+        if self.prediction == "eps":
+            return (x_noisy - s * output) / a
+        return a * x_noisy - s * output
+
+    def eps_from(self, output, x_noisy, idx):
+        if self.prediction == "eps":
+            return output
+        a, s = self.coefficients(idx, x_noisy)
+        if self.prediction == "x0":
+            return (x_noisy - a * output) / s
+        return s * x_noisy + a * output
 
 
 class NCSNObjective(Objective):
@@ -125,8 +181,11 @@ class NCSNObjective(Objective):
         sigma = self.noise_level(idx, x_noisy)
         return x_noisy + _col(sigma, x_noisy) ** 2 * self.score(output, sigma)
 
+    def eps_from(self, output, x_noisy, idx):
+        return -output  # z = -sigma * score
+
 
 def build_objective(cfg: DiffusionConfig) -> Objective:
     if cfg.objective == "ddpm":
-        return DDPMObjective(cfg.num_steps, cfg.beta_start, cfg.beta_end)
+        return DDPMObjective(cfg.num_steps, cfg.beta_start, cfg.beta_end, cfg.prediction)
     return NCSNObjective(cfg.sigma_begin, cfg.sigma_end, cfg.num_sigmas, cfg.anneal_power)

@@ -23,23 +23,34 @@ def _full(value: torch.Tensor, n: int, device) -> torch.Tensor:
     return torch.full((n,), float(value), device=device)
 
 
+def _predict(net: Net, objective: DDPMObjective, x: torch.Tensor, t: int,
+             clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's ``(x0, eps)`` estimates at ``x`` (step ``t``), whatever it predicts;
+    with ``clip``, x0 is clipped to ``[-clip, clip]`` and eps re-derived from it."""
+    idx = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+    out = net(x, _full(objective.levels[t], x.shape[0], x.device))
+    x0 = objective.denoise(out, x, idx)
+    if clip is None:
+        return x0, objective.eps_from(out, x, idx)
+    x0 = x0.clamp(-clip, clip)
+    a, s = objective.coefficients(idx, x)
+    return x0, (x - a * x0) / s
+
+
 @torch.no_grad()
 def ddpm_ancestral(net: Net, objective: DDPMObjective, shape: tuple[int, ...],
                    generator: torch.Generator, device="cpu", clip: float | None = None
                    ) -> torch.Tensor:
-    """Ho et al.'s ancestral sampler over every step, ``sigma_t^2 = beta_t``."""
+    """Ho et al.'s ancestral sampler over every step, ``sigma_t^2 = beta_t``: the mean of
+    ``q(x_{t-1} | x_t, x0)`` at the network's (optionally clipped) x0 estimate."""
     betas, abar = objective.betas, objective.alphas_bar
     x = _randn(shape, generator, device)
     for t in range(len(betas) - 1, -1, -1):
-        eps = net(x, _full(objective.levels[t], shape[0], device))
-        if clip is not None:  # predict x0, clip it, and re-derive the mean from it
-            x0 = ((x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()).clamp(-clip, clip)
-            abar_prev = abar[t - 1] if t > 0 else torch.tensor(1.0, dtype=abar.dtype)
-            mean = (abar_prev.sqrt() * betas[t] / (1 - abar[t])) * x0 \
-                + ((1 - betas[t]).sqrt() * (1 - abar_prev) / (1 - abar[t])) * x
-        else:
-            mean = (x - betas[t] / (1 - abar[t]).sqrt() * eps) / (1 - betas[t]).sqrt()
-        x = mean.float()
+        x0, _ = _predict(net, objective, x, t, clip)
+        abar_prev = float(abar[t - 1]) if t > 0 else 1.0
+        c_x0 = abar_prev ** 0.5 * float(betas[t]) / float(1 - abar[t])
+        c_xt = float((1 - betas[t]).sqrt()) * (1 - abar_prev) / float(1 - abar[t])
+        x = (c_x0 * x0 + c_xt * x).float()
         if t > 0:
             x = x + float(betas[t].sqrt()) * _randn(shape, generator, device)
     return x
@@ -55,15 +66,12 @@ def ddim(net: Net, objective: DDPMObjective, shape: tuple[int, ...], generator: 
     times = torch.linspace(n - 1, 0, min(steps, n)).round().long().unique().flip(0).tolist()
     x = _randn(shape, generator, device)
     for i, t in enumerate(times):
-        eps = net(x, _full(objective.levels[t], shape[0], device))
+        x0, eps = _predict(net, objective, x, t, clip)
         a_t = abar[t]
         a_prev = abar[times[i + 1]] if i + 1 < len(times) else torch.tensor(1.0, dtype=abar.dtype)
-        x0 = (x - float((1 - a_t).sqrt()) * eps) / float(a_t.sqrt())
-        if clip is not None:
-            x0 = x0.clamp(-clip, clip)
-            eps = (x - float(a_t.sqrt()) * x0) / float((1 - a_t).sqrt())
         s = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
         x = float(a_prev.sqrt()) * x0 + float((1 - a_prev - s**2).clamp(min=0).sqrt()) * eps
+        x = x.float()
         if float(s) > 0:
             x = x + float(s) * _randn(shape, generator, device)
     return x

@@ -5,18 +5,19 @@ from __future__ import annotations
 import torch
 
 
-def ddpm_noise_loss(eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """DDPM's simple loss: the mean squared error between predicted and true noise.
+def prediction_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """DDPM's simple loss: the mean squared error between the network output and its target
+    (the noise, ``v`` or the clean sample, per the objective's ``prediction``).
 
     Parameters
     ----------
-    eps_pred, eps : ``[B, ...]``
+    output, target : ``[B, ...]``
 
     Returns
     -------
     ``[B]``, the MSE of each sample over its pixels.
     """
-    return (eps_pred - eps).pow(2).flatten(1).mean(dim=1)
+    return (output - target).pow(2).flatten(1).mean(dim=1)
 
 
 def annealed_dsm_loss(score: torch.Tensor, x_noisy: torch.Tensor, x: torch.Tensor,

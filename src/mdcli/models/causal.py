@@ -1,22 +1,33 @@
-"""Causal feature decomposition and the causal effect matrix.
+"""The student's per-sample causal mask, and the internal-sensitivity diagnostic.
 
-:class:`CausalDecomposition` keeps the top ``mask_ratio`` of channels (ranked by a learnable
-score) as *causal* features, through which gradients flow, and detaches the rest
-(*non-causal*). The hard top-k mask is made learnable with a straight-through estimator: its
-forward value is the 0/1 mask, its gradient that of ``sigmoid(score)``.
+:class:`CausalMaskNet` is the seed's ``CausalMaskNet``: a small network scores the channels
+of each sample's features (average over positions -> ``1x1`` conv -> ReLU -> ``1x1`` conv,
+one set of weights per ERA5 variable), the top ``mask_ratio`` share of channels *of that
+sample* is kept as *causal* and the rest is *non-causal* (detached). Differences from the
+seed's code:
 
-The causal effect matrix ``[V, 5]`` holds, for each ERA5 variable, its direct effect on five
-targets: the variable-fused encoder features at 16 and 32 (``enc16``, ``enc32``), the fused
-attention features (``attn16``, ``attn32``) and the network output. An effect is measured by
-counterfactual intervention: the variable is replaced by a neutral value (zero, the
-normalised climatological mean) and the relative L2 change of each target,
-``||f(do(v = 0)) - f|| / ||f||``, is averaged over the batch. :class:`CausalEffectMatrix`
-keeps an exponential moving average of these measurements.
+* the seed's top-k mask is built by ``scatter_`` of constant ones, so its mask network never
+  receives a gradient; here the hard mask has a straight-through gradient: forward value
+  the 0/1 mask, gradient that of ``sigmoid(score)``;
+* the mask network reads the features detached: its gradient trains the scores only;
+* the seed masks only at its "32" site (in its student and, without the loss, its teacher);
+  mdcli masks the student at both fusion sites and never the teacher;
+* the seed adds its ``CausalEffectMatrix`` "enhancement" to the causal part before fusing;
+  mdcli fuses ``causal + non_causal`` (forward value: the features themselves).
+
+:func:`internal_sensitivity` measures a diagnostic ``[V, 5]`` matrix: for each ERA5
+variable, how much the network's internal features (the variable-fused encoder features
+``enc16``/``enc32`` and attention features ``attn16``/``attn32``) and its output change when
+that variable's features (the student: its *predicted* encoder features; the teacher: its
+ERA5 input) are zeroed, ``||f(v = 0) - f|| / ||f||`` averaged over the batch. It is a
+sensitivity of the network to an off-distribution edit, not a causal effect of the variable
+on the storm (zero deletes the storm's own imprint; the output column is the sensitivity of
+the network output, e.g. the noise estimate). :class:`InternalSensitivity` keeps an
+exponential moving average of it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -24,39 +35,62 @@ from torch import nn
 
 from mdcli.models.era5_encoder import fuse_variables
 
-EFFECT_TARGETS = ("enc16", "enc32", "attn16", "attn32", "output")
+SENSITIVITY_TARGETS = ("enc16", "enc32", "attn16", "attn32", "output")
 
 
-class CausalDecomposition(nn.Module):
-    """Split ``[..., C, h, w]`` features into causal (top-k channels) and non-causal parts."""
+class CausalMaskNet(nn.Module):
+    """Per-sample top-k channel mask of ``[B, V, C, h, w]`` features.
 
-    def __init__(self, channels: int, mask_ratio: float = 0.7) -> None:
+    Parameters
+    ----------
+    num_vars, channels : V and C.
+    mask_ratio : share of channels kept as causal in every sample (``keep`` of C).
+    hidden : width of the scoring MLP (default C, as the seed's 384 -> 384).
+    """
+
+    def __init__(self, num_vars: int, channels: int, mask_ratio: float = 0.7,
+                 hidden: int | None = None) -> None:
         super().__init__()
+        hidden = hidden or channels
+        self.num_vars, self.channels = num_vars, channels
         self.keep = max(1, min(channels, int(round(mask_ratio * channels))))
-        self.score = nn.Parameter(0.01 * torch.randn(channels))
+        self.net = nn.Sequential(
+            nn.Conv1d(num_vars * channels, num_vars * hidden, 1, groups=num_vars), nn.ReLU(),
+            nn.Conv1d(num_vars * hidden, num_vars * channels, 1, groups=num_vars))
 
-    def hard_mask(self) -> torch.Tensor:
-        """``[C]`` with ones on the ``keep`` highest-scoring channels."""
-        mask = torch.zeros_like(self.score)
-        mask[torch.topk(self.score.detach(), self.keep).indices] = 1.0
-        return mask
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Channel scores (logits) ``[B, V, C]`` of each sample, from its pooled features."""
+        pooled = x.detach().mean(dim=(-2, -1)).flatten(1).unsqueeze(-1)  # [B, V*C, 1]
+        return self.net(pooled).view(x.shape[0], self.num_vars, self.channels)
+
+    def mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(hard, straight_through)`` masks ``[B, V, C]``: ``hard`` is 1 on the ``keep``
+        highest-scoring channels of each sample and variable; ``straight_through`` has the
+        same value and the gradient of ``sigmoid(score)``."""
+        score = self.scores(x)
+        hard = torch.zeros_like(score).scatter_(-1, score.topk(self.keep, dim=-1).indices, 1.0)
+        soft = torch.sigmoid(score)
+        return hard, hard + soft - soft.detach()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns ``(causal + non_causal, causal, non_causal)``, each shaped like ``x``."""
-        hard = self.hard_mask()
-        soft = torch.sigmoid(self.score)
-        mask = (hard + soft - soft.detach()).view(-1, 1, 1)
-        causal = x * mask
-        non_causal = (x * (1.0 - hard).view(-1, 1, 1)).detach()
+        """``(causal + non_causal, causal, non_causal)``, each shaped like ``x``.
+
+        ``causal = x * mask`` carries gradient to ``x`` (kept channels) and to the scores;
+        ``non_causal = x * (1 - mask)`` is detached. Their sum equals ``x``.
+        """
+        hard, st = self.mask(x)
+        causal = x * st[..., None, None]
+        non_causal = (x * (1.0 - hard)[..., None, None]).detach()
         return causal + non_causal, causal, non_causal
 
 
-class CausalEffectMatrix(nn.Module):
-    """EMA of counterfactual effects ``[V, len(EFFECT_TARGETS)]``, saved with the model."""
+class InternalSensitivity(nn.Module):
+    """EMA of :func:`internal_sensitivity` ``[V, len(SENSITIVITY_TARGETS)]``, saved with the
+    model."""
 
     def __init__(self, num_vars: int) -> None:
         super().__init__()
-        self.register_buffer("effects", torch.zeros(num_vars, len(EFFECT_TARGETS)))
+        self.register_buffer("effects", torch.zeros(num_vars, len(SENSITIVITY_TARGETS)))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
@@ -70,58 +104,40 @@ class CausalEffectMatrix(nn.Module):
         self.updates += 1
 
     def as_dict(self, variables: tuple[str, ...]) -> dict[str, dict[str, float]]:
-        return effects_dict(self.effects, variables)
+        return sensitivity_dict(self.effects, variables)
 
 
-def effects_dict(matrix: torch.Tensor, variables: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """``{variable: {target: effect}}`` from a ``[V, 5]`` matrix."""
-    return {var: dict(zip(EFFECT_TARGETS, map(float, row), strict=True))
+def sensitivity_dict(matrix: torch.Tensor, variables: tuple[str, ...]
+                     ) -> dict[str, dict[str, float]]:
+    """``{variable: {target: sensitivity}}`` from a ``[V, 5]`` matrix."""
+    return {var: dict(zip(SENSITIVITY_TARGETS, map(float, row), strict=True))
             for var, row in zip(variables, matrix.detach().cpu(), strict=True)}
 
 
-def effect_targets(output: torch.Tensor, feats: dict[str, torch.Tensor],
-                   weights: torch.Tensor) -> dict[str, torch.Tensor]:
+def sensitivity_targets(output: torch.Tensor, feats: dict[str, torch.Tensor],
+                        weights: torch.Tensor) -> dict[str, torch.Tensor]:
     """The five targets: variable-fused features and the output, each ``[B, ...]``."""
-    targets = {key: fuse_variables(feats[key], weights) for key in EFFECT_TARGETS[:4]}
+    targets = {key: fuse_variables(feats[key], weights) for key in SENSITIVITY_TARGETS[:4]}
     targets["output"] = output
     return targets
 
 
 @torch.no_grad()
-def counterfactual_effects(run: Callable[[int | None], tuple[torch.Tensor, dict]],
-                           weights: torch.Tensor, num_vars: int) -> torch.Tensor:
+def internal_sensitivity(run: Callable[[int | None], tuple[torch.Tensor, dict]],
+                         weights: torch.Tensor, num_vars: int) -> torch.Tensor:
     """Measure the ``[V, 5]`` matrix.
 
-    ``run(v)`` runs the network with variable ``v`` replaced by its neutral value
-    (``run(None)``: no intervention) and returns ``(output, feats)``.
+    ``run(v)`` runs the network with variable ``v`` zeroed (``run(None)``: unchanged) and
+    returns ``(output, feats)``.
     """
-    base = effect_targets(*run(None), weights)
+    base = sensitivity_targets(*run(None), weights)
     rows = []
     for var in range(num_vars):
-        changed = effect_targets(*run(var), weights)
+        changed = sensitivity_targets(*run(var), weights)
         row = []
-        for key in EFFECT_TARGETS:
+        for key in SENSITIVITY_TARGETS:
             delta = (changed[key] - base[key]).flatten(1).norm(dim=1)
             size = base[key].flatten(1).norm(dim=1).clamp_min(1e-12)
             row.append((delta / size).mean())
         rows.append(torch.stack(row))
     return torch.stack(rows)
-
-
-def _ranks(x: torch.Tensor) -> torch.Tensor:
-    """Ranks from 0, ties sharing their mean rank."""
-    x = x.detach().double().flatten().cpu()
-    ranks = torch.empty_like(x)
-    ranks[torch.argsort(x, stable=True)] = torch.arange(len(x), dtype=torch.float64)
-    for value in torch.unique(x):
-        tied = x == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def effect_consistency(learned: torch.Tensor, truth: torch.Tensor) -> float:
-    """Spearman rank correlation of two effect vectors (NaN when either is constant)."""
-    a, b = _ranks(learned), _ranks(truth)
-    a, b = a - a.mean(), b - b.mean()
-    denom = float(a.norm() * b.norm())
-    return float((a * b).sum()) / denom if denom > 0 else math.nan

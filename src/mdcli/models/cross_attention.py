@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdcli.models.causal import CausalDecomposition
+from mdcli.models.causal import CausalMaskNet
 from mdcli.models.era5_encoder import fuse_variables
 
 
@@ -42,27 +42,27 @@ class CrossModalFusion(nn.Module):
     features are ``enc + attention(norm(enc), norm(h))``, so the ERA5 content itself, not only
     where it attends, reaches the U-Net.
 
-    With ``mask_ratio`` set this is the student's causal cross-attention
-    (``CrossAttention_Casual``): the attention output goes through a
-    :class:`CausalDecomposition` before it is fused.
+    With a ``decompose`` mask this is the student's causal cross-attention: the attention
+    features go through the :class:`~mdcli.models.causal.CausalMaskNet` before they are
+    fused. The features returned (and distilled) are those *before* the mask, as the seed's
+    ``feat_32[var] = attn_feat``: every channel of them stays trainable by the feature loss.
     """
 
     def __init__(self, enc_channels: int, hidden_channels: int, heads: int, dim_head: int,
-                 mask_ratio: float | None = None) -> None:
+                 decompose: CausalMaskNet | None = None) -> None:
         super().__init__()
         self.norm_q = nn.LayerNorm(enc_channels)
         self.norm_kv = nn.LayerNorm(hidden_channels)
         self.attn = CrossAttention(enc_channels, hidden_channels, heads, dim_head)
-        self.decompose = CausalDecomposition(enc_channels, mask_ratio) \
-            if mask_ratio is not None else None
+        self.decompose = decompose
         self.proj = nn.Conv2d(enc_channels, hidden_channels, 1)
 
     def forward(self, h: torch.Tensor, enc: torch.Tensor, weights: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """``h [B, C, h, w]``, ``enc [B, V, E, h, w]``, ``weights [V]``.
 
-        Returns the new ``h``, the per-variable attention features ``[B, V, E, h, w]`` and,
-        for the causal version, the ``(causal, non_causal)`` parts of those features.
+        Returns the new ``h``, the per-variable attention features ``[B, V, E, h, w]``
+        (before the mask) and, for the causal version, their ``(causal, non_causal)`` parts.
         """
         b, v, e, hh, ww = enc.shape
         query = self.norm_q(enc.flatten(3).transpose(2, 3).reshape(b * v, hh * ww, e))
@@ -70,8 +70,7 @@ class CrossModalFusion(nn.Module):
         context = context.unsqueeze(1).expand(b, v, *context.shape[1:]).reshape(b * v, hh * ww, -1)
         attn = self.attn(query, context).view(b, v, hh * ww, e).transpose(2, 3)
         attn = enc + attn.reshape(b, v, e, hh, ww)
-        parts = None
-        if self.decompose is not None:
-            attn, causal, non_causal = self.decompose(attn)
-            parts = (causal, non_causal)
-        return h + self.proj(fuse_variables(attn, weights)), attn, parts
+        if self.decompose is None:
+            return h + self.proj(fuse_variables(attn, weights)), attn, None
+        fused, causal, non_causal = self.decompose(attn)
+        return h + self.proj(fuse_variables(fused, weights)), attn, (causal, non_causal)

@@ -1,16 +1,25 @@
 """The ERA5 teacher and the satellite-only student, and rebuilding them from a checkpoint.
 
 Both wrap the same :class:`~mdcli.models.ncsnpp.ConditionalUNet`. At its two fusion sites
-(``"low"`` = the "16" features, ``"high"`` = the "32" features) the teacher attends from its
-ERA5 encoder features to the U-Net state; the student first predicts those encoder features
-from the U-Net state, then runs the causal cross-attention. ``return_feat=True`` returns the
-features ``{"attn16", "attn32", "enc16", "enc32"}``, each ``[B, V=4, C, h, w]`` in the
-variable order SST, MSL, Z, R.
+(``"low"`` and ``"high"``, see :mod:`mdcli.models.sites`) the teacher attends from its ERA5
+encoder features to the U-Net state; the student first predicts those encoder features from
+the U-Net state, then runs the causal cross-attention (attention, then the per-sample
+:class:`~mdcli.models.causal.CausalMaskNet`). ``return_feat=True`` returns the features
+``{"attn16", "attn32", "enc16", "enc32"}``, each ``[B, V=4, C, h, w]`` in the variable order
+of :data:`mdcli.data.synth_tc.VARIABLES`; the student's attention features are those before
+the mask (the seed's ``feat_32[var] = attn_feat``).
+
+The student's causal loss is computed inside its forward (so that a DDP-wrapped student
+reduces the projection heads' gradients): its :class:`~mdcli.models.mi_heads.MIProjection`
+heads embed the causal features and the target, and the loss function given as
+``Student(cfg, causal_loss=...)`` (e.g. :func:`mdcli.losses.distill.causal_loss_fn`) turns
+the embeddings into the loss; models do not import losses.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,17 +28,19 @@ import torch
 from torch import nn
 
 from mdcli.config import from_dict, param
+from mdcli.data.synth_tc import VARIABLES
 from mdcli.errors import InputError
-from mdcli.losses.causal_mi import ConditionalMILoss
-from mdcli.models.causal import CausalEffectMatrix
+from mdcli.models.causal import CausalMaskNet, InternalSensitivity
 from mdcli.models.cross_attention import CrossModalFusion
 from mdcli.models.era5_encoder import EncoderPredictor, ERA5Encoder, softmax_weights
+from mdcli.models.mi_heads import MIProjection
 from mdcli.models.ncsnpp import ConditionalUNet
+from mdcli.models.sites import FEATURE_KEYS, SITE_SUFFIX
 from mdcli.storage.checkpoint import load_checkpoint
 
-VARIABLES = ("sst", "msl", "z", "r")
-SITE_NAMES = {"low": "16", "high": "32"}
-FEATURE_KEYS = ("attn16", "attn32", "enc16", "enc32")
+CausalLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``loss(anchors [S, V, B, D], targets [B, D]) -> scalar``: the student's causal loss of the
+embedded causal features of ``S`` sites and ``V`` variables and the embedded targets."""
 
 
 @dataclass
@@ -48,10 +59,7 @@ class ModelConfig:
     heads: int = param(6, ge=1)
     dim_head: int = param(64, ge=1)
     mask_ratio: float = param(0.7, gt=0, le=1, help="share of channels kept as causal")
-    proj_dim: int = param(128, ge=1, help="projection width of the causal MI loss")
-    noncausal_weight: float = param(0.5, ge=0)
-    margin: float = param(0.2, ge=0)
-    temperature: float = param(0.1, gt=0)
+    proj_dim: int = param(128, ge=1, help="projection width of the causal InfoNCE heads")
 
 
 def check_model_config(cfg: ModelConfig, key: str = "model") -> None:
@@ -125,7 +133,7 @@ class Teacher(_FusionNet):
 
         def fuse(site: str, h: torch.Tensor) -> torch.Tensor:
             h, attn, _ = self.fusion[site](h, enc[site], weights)
-            feats["attn" + SITE_NAMES[site]] = attn
+            feats["attn" + SITE_SUFFIX[site]] = attn
             return h
 
         out = self.unet(x_noisy, noise_level, cond, fuse)
@@ -136,21 +144,26 @@ class Teacher(_FusionNet):
 
 
 class Student(_FusionNet):
-    """U-Net + encoder-feature predictor + causal cross-attention; no ERA5 input."""
+    """U-Net + encoder-feature predictor + causal cross-attention; no ERA5 input.
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    ``causal_loss`` (a :data:`CausalLoss`) is needed only to call it with a ``target``.
+    """
+
+    def __init__(self, cfg: ModelConfig, causal_loss: CausalLoss | None = None) -> None:
         super().__init__(cfg)
         v = len(VARIABLES)
         channels = {"low": self.unet.low_channels, "high": self.unet.high_channels}
         self.predictor = nn.ModuleDict({site: EncoderPredictor(c, v, cfg.enc_channels)
                                         for site, c in channels.items()})
-        self.fusion = nn.ModuleDict({site: CrossModalFusion(cfg.enc_channels, c, cfg.heads,
-                                                            cfg.dim_head, cfg.mask_ratio)
-                                     for site, c in channels.items()})
+        self.fusion = nn.ModuleDict({
+            site: CrossModalFusion(cfg.enc_channels, c, cfg.heads, cfg.dim_head,
+                                   CausalMaskNet(v, cfg.enc_channels, cfg.mask_ratio))
+            for site, c in channels.items()})
         self.variable_logits = nn.Parameter(torch.zeros(v))
-        self.mi_loss = ConditionalMILoss(cfg.enc_channels, cfg.pred_frames, cfg.proj_dim,
-                                         cfg.noncausal_weight, cfg.margin, cfg.temperature)
-        self.causal_effect = CausalEffectMatrix(v)
+        self.mi_heads = MIProjection(cfg.enc_channels, cfg.pred_frames, cfg.proj_dim,
+                                     tuple(channels))
+        self.internal_sensitivity = InternalSensitivity(v)
+        self.causal_loss_fn = causal_loss
 
     def forward(self, x_noisy: torch.Tensor, noise_level: torch.Tensor, cond: torch.Tensor,
                 return_feat: bool = False, target: torch.Tensor | None = None,
@@ -158,34 +171,50 @@ class Student(_FusionNet):
         """``[B, P, H, W]``, ``[B]``, ``[B, K, H, W]`` -> ``[B, P, H, W]``.
 
         With ``return_feat`` returns ``(output, feats, causal_loss)``; ``causal_loss`` is the
-        conditional MI loss against the clean ``target`` (zero when ``target`` is None).
-        ``intervene=v`` zeroes the predicted encoder features of variable ``v``.
+        causal loss of the causal features against the clean ``target`` ``[B, P, H, W]``
+        (zero when ``target`` is None). ``intervene=v`` zeroes the predicted encoder
+        features of variable ``v``.
         """
+        if target is not None and self.causal_loss_fn is None:
+            raise ValueError("Student(cfg) was built without causal_loss; build it as "
+                             "Student(cfg, causal_loss=...) to pass a target")
         weights = self.variable_weights()
         feats: dict[str, torch.Tensor] = {}
-        parts = []
+        anchors = []
 
         def fuse(site: str, h: torch.Tensor) -> torch.Tensor:
             enc = _without_variable(self.predictor[site](h), intervene)
-            h, attn, split = self.fusion[site](h, enc, weights)
-            feats["attn" + SITE_NAMES[site]] = attn
-            feats["enc" + SITE_NAMES[site]] = enc
-            parts.append(split)
+            h, attn, (causal, _) = self.fusion[site](h, enc, weights)
+            feats["attn" + SITE_SUFFIX[site]] = attn
+            feats["enc" + SITE_SUFFIX[site]] = enc
+            if target is not None:
+                anchors.append(self.mi_heads.anchor(site, causal).transpose(0, 1))
             return h
 
         out = self.unet(x_noisy, noise_level, cond, fuse)
         if not return_feat:
             return out
         if target is not None:
-            causal_loss = torch.stack([self.mi_loss(c, n, target) for c, n in parts]).mean()
+            causal_loss = self.causal_loss_fn(torch.stack(anchors), self.mi_heads.target(target))
         else:
             causal_loss = out.new_zeros(())
         return out, {key: feats[key] for key in FEATURE_KEYS}, causal_loss
 
 
+RETIRED_KEYS = ("noncausal_weight", "margin", "temperature")  # settings of the old MI loss
+
+
 def model_config(data: dict[str, Any] | ModelConfig) -> ModelConfig:
-    """A :class:`ModelConfig` from a checkpoint's ``model_config`` dict (validated)."""
-    return data if isinstance(data, ModelConfig) else from_dict(ModelConfig, data, "model_config")
+    """A :class:`ModelConfig` from a checkpoint's ``model_config`` dict (validated).
+
+    Checkpoints written before the InfoNCE loss hold the old MI loss's settings
+    (:data:`RETIRED_KEYS`); they configured no weights and are dropped.
+    """
+    if isinstance(data, ModelConfig):
+        return data
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
+    return from_dict(ModelConfig, data, "model_config")
 
 
 def build_diffusion_model(model_cfg: dict[str, Any] | ModelConfig, role: str = "teacher"

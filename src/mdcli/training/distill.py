@@ -5,9 +5,10 @@ its output and features; the student is trained on
 ``loss_score + loss_distill + w_feat * loss_feat + lambda_adaptive * causal_loss``
 (:mod:`mdcli.losses.distill`); when ``eval.baseline`` is on, a baseline student with the same
 initial weights is trained on ``loss_score`` alone, side by side. Every
-``causal.effect_every`` steps the student's causal effect matrix is measured and blended into
-its EMA. At the end the teacher, the student and the baseline (EMA weights) are evaluated on
-the held-out ``test`` split with the same noise draws.
+``causal.effect_every`` steps the student's internal sensitivity matrix (a diagnostic, see
+:mod:`mdcli.models.causal`) is measured and blended into its EMA. At the end the teacher, its
+ERA5 controls, the student and the baseline (EMA weights) are evaluated on the held-out
+``test`` storms (:mod:`mdcli.forecast.evaluate`).
 """
 
 from __future__ import annotations
@@ -21,17 +22,16 @@ from typing import Any
 import torch
 
 from mdcli.config import param, to_dict
-from mdcli.diffusion.objectives import DiffusionConfig, build_objective
 from mdcli.dist import DistContext, all_reduce_mean
 from mdcli.errors import InputError
+from mdcli.forecast.config import EvalConfig, SamplingConfig
+from mdcli.forecast.evaluate import HEADLINE, evaluate_forecasts, skill_table
+from mdcli.forecast.forecasters import Forecaster, teacher_forecasters
+from mdcli.forecast.heldout import HeldOut, load_heldout
+from mdcli.forecast.skill import denoising_skill
 from mdcli.logs import log
-from mdcli.losses.distill import DistillLossConfig, distill_loss
-from mdcli.models.causal import (
-    EFFECT_TARGETS,
-    counterfactual_effects,
-    effect_consistency,
-    effects_dict,
-)
+from mdcli.losses.distill import DistillLossConfig, causal_loss_fn, distill_loss
+from mdcli.models.causal import SENSITIVITY_TARGETS, internal_sensitivity
 from mdcli.models.teacher_student import (
     FEATURE_KEYS,
     VARIABLES,
@@ -42,33 +42,27 @@ from mdcli.models.teacher_student import (
 from mdcli.progress import progress
 from mdcli.runs import Run
 from mdcli.storage.checkpoint import load_checkpoint, save_checkpoint
-from mdcli.training.diffusion import (
+from mdcli.training.ema import EMA
+from mdcli.training.loop import (
     DiffusionOptimConfig,
-    EvalConfig,
     LoopConfig,
-    SamplingConfig,
-    TCDataConfig,
     autocast,
     check_batch_size,
-    effect_level_index,
     end_epoch,
-    epoch_batches,
-    eval_loader,
-    heldout_losses,
-    load_teacher,
     make_optimizer,
-    noisy_at,
     noisy_batches,
-    open_split,
     optimizer_step,
-    prepare_data,
-    rank_loader,
     saved_on_interrupt,
-    teacher_effects,
-    teacher_predict,
     wrap_ddp,
 )
-from mdcli.training.ema import EMA
+from mdcli.training.tc_data import (
+    TCDataConfig,
+    epoch_batches,
+    open_split,
+    prepare_data,
+    rank_loader,
+)
+from mdcli.training.teacher import check_eval_seed, load_era5_free, load_teacher, objective_of
 
 DISTILL_KIND = "distill"
 
@@ -146,17 +140,20 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
                   ) -> dict[str, Any]:
     """Distil, evaluate, and return the summary figures (see the module docstring)."""
     check_config(cfg)
+    check_eval_seed(cfg)
     device = ctx.device
     check_batch_size(cfg.train, ctx)
     teacher, t_record = load_teacher(cfg.teacher.checkpoint, device, cfg.teacher.ema)
     for p in teacher.parameters():
         p.requires_grad_(False)
     mcfg = model_config(t_record["model_config"])
-    objective = build_objective(dataclasses.replace(
-        DiffusionConfig(), **t_record["diffusion"]))
-    train_set, val_loader = prepare_data(cfg, mcfg, ctx)
+    objective = objective_of(t_record)
+    train_set, val_set = prepare_data(cfg, mcfg, ctx)
+    val = load_heldout(val_set, cfg.eval.max_samples, controls=False)
+    test_set = open_split(cfg.data, mcfg, cfg.data.test_split)
+    test = load_heldout(test_set, cfg.eval.max_samples, cfg.eval.controls)  # checked up front
 
-    student = Student(mcfg).to(device)
+    student = Student(mcfg, causal_loss_fn(cfg.loss)).to(device)
     nets: dict[str, Any] = {"student": student}
     if cfg.eval.baseline:
         nets["student_no_distill"] = copy.deepcopy(student)
@@ -175,7 +172,8 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
         history = list(record["history"])
         log.info("resumed from %s at epoch %d, step %d", last, start_epoch + 1, step)
     wrapped = {name: wrap_ddp(m, ctx, find_unused=True) for name, (m, _, _) in nets.items()}
-    effect_level = effect_level_index(objective, cfg.eval.noise_levels, cfg.causal.effect_level)
+    levels = objective.eval_indices(cfg.eval.noise_levels)
+    effect_level = int(levels[min(cfg.causal.effect_level, len(levels) - 1)])
     pos = {"epoch": start_epoch, "batch": skip, "step": step, "rng": generator.get_state(),
            "effect_rng": effect_gen.get_state()}
 
@@ -205,7 +203,8 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
                     s_feats = {k: v.float() for k, v in s_feats.items()}
                     loss_score = objective.loss(s_out, target, x_noisy, noise, idx).mean()
                     total, terms = distill_loss(loss_score, s_out, t_out, s_feats, t_feats,
-                                                causal, cfg.loss)
+                                                causal, cfg.loss,
+                                                score_summed=objective.name == "ncsn")
                     _, ema, optimizer = nets["student"]
                     optimizer_step(total, wrapped["student"], optimizer, cfg.optim, step, ema)
                     metrics = {f"loss_{k}" if k != "lambda" else k: float(all_reduce_mean(v))
@@ -225,18 +224,20 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
                         _update_effects(student, objective, effect_level, cond, target,
                                         effect_gen, cfg.causal.effect_decay)
                         pos["effect_rng"] = effect_gen.get_state()
-                        nets["student"][1].shadow.causal_effect.load_state_dict(
-                            student.causal_effect.state_dict())
+                        nets["student"][1].shadow.internal_sensitivity.load_state_dict(
+                            student.internal_sensitivity.state_dict())
                     bar.advance(1, loss=metrics["loss_total"], lam=metrics["lambda"])
                     if step % cfg.train.log_every == 0:
                         run.log_metrics({"step": step, "epoch": epoch + 1, **metrics})
             skip = 0
-            val = heldout_losses({name: _student_predict(ema.shadow)
-                                  for name, (_, ema, _) in nets.items()}, val_loader,
-                                 objective, cfg.eval.noise_levels, cfg.eval.seed, device,
-                                 cfg.sampling.clip)
-            record = {"epoch": epoch + 1, "step": step,
-                      **{f"val_dsm_{name}": v["mean"] for name, v in val.items()}}
+            record = {"epoch": epoch + 1, "step": step}
+            if ctx.is_main:
+                skill = denoising_skill({name: Forecaster(ema.shadow, None)
+                                         for name, (_, ema, _) in nets.items()}, val,
+                                        objective, cfg.eval, device, cfg.sampling.clip)
+                for name, v in skill.items():
+                    record[f"val_eps_mse_{name}"] = v["eps_mse_mean"]
+                    record[f"val_clean_mse_pooled_top_{name}"] = v["clean_mse_pooled_top"]
             history.append(record)
             run.log_metrics(record)
             log.info("epoch %d: %s", epoch + 1, ", ".join(
@@ -246,84 +247,52 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
                "history": history, "checkpoint": str(last),
                "teacher_checkpoint": str(cfg.teacher.checkpoint)}
     if ctx.is_main:
-        summary.update(evaluate(cfg, teacher, nets, objective, mcfg, run, device))
+        summary.update(evaluate(cfg, teacher, t_record, nets, objective, test, test_set.attrs,
+                                test_set.causal_links, run, device))
     return summary
-
-
-def _student_predict(model):
-    return lambda x, s, cond, era5, target: model(x, s, cond)
 
 
 def _update_effects(student: Student, objective, level_index: int, cond, target, generator,
                     decay: float) -> None:
     was_training = student.training
     student.eval()
-    x_noisy, sigma = noisy_at(objective, level_index, target, generator)
-    matrix = counterfactual_effects(
+    idx = torch.full((target.shape[0],), level_index, dtype=torch.long, device=target.device)
+    noise = torch.randn(target.shape, generator=generator).to(target.device)
+    x_noisy, sigma = objective.perturb(target, idx, noise)
+    matrix = internal_sensitivity(
         lambda v: student(x_noisy, sigma, cond, return_feat=True, intervene=v)[:2],
         student.variable_weights().detach(), len(VARIABLES))
-    student.causal_effect.update(all_reduce_mean(matrix), decay)
+    student.internal_sensitivity.update(all_reduce_mean(matrix), decay)
     student.train(was_training)
 
 
-def _truth(data, teacher: torch.Tensor, student: torch.Tensor) -> dict[str, Any]:
-    """The generator's true links (when the file has them) and the Spearman agreement of each
-    network's per-variable effect on its output with the true per-variable total effect."""
-    links = getattr(data, "causal_links", {}) or {}
-    if "matrix" not in links:
+def lead_closed(table: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Share of the teacher's lead over the undistilled student that distillation closes,
+    ``(baseline - student) / (baseline - teacher)``, per headline figure."""
+    names = ("teacher", "student", "student_no_distill")
+    if not all(n in table for n in names):
         return {}
-    total = torch.tensor(links["matrix"], dtype=torch.float64).sum(dim=1)
-    out = EFFECT_TARGETS.index("output")
-    return {"truth": {k: links[k] for k in ("variables", "targets", "matrix", "matrix_meaning")
-                      if k in links},
-            "rank_agreement_output": {"teacher": effect_consistency(teacher[:, out], total),
-                                      "student": effect_consistency(student[:, out], total)}}
+    out = {}
+    for key in HEADLINE:
+        if all(key in table[n] for n in names):
+            t, s, b = (table[n][key] for n in names)
+            out[key] = (b - s) / (b - t) if b != t else float("nan")
+    return out
 
 
-def evaluate(cfg: DistillConfig, teacher, nets: dict[str, Any], objective, mcfg, run: Run,
-             device: torch.device) -> dict[str, Any]:
-    """Held-out denoising losses, effect matrices, variable weights, the samples figure."""
-    from mdcli.plots.samples import plot_dsm_per_level, plot_samples
-
-    test_loader = eval_loader(open_split(cfg.data, mcfg, cfg.data.test_split), cfg.eval)
-    predict = {"teacher": teacher_predict(teacher)}
-    predict.update({name: _student_predict(ema.shadow) for name, (_, ema, _) in nets.items()})
-    # the teacher with each window's ERA5 swapped for its neighbour's: how much it uses ERA5
-    predict["teacher_era5_shuffled"] = lambda x, s, cond, era5, target: teacher(
-        x, s, cond, era5.roll(1, dims=0))
-    losses = heldout_losses(predict, test_loader, objective, cfg.eval.noise_levels,
-                            cfg.eval.seed, device, cfg.sampling.clip)
-    first = next(iter(losses.values()))
+def evaluate(cfg: DistillConfig, teacher, t_record: dict, nets: dict[str, Any], objective,
+             held: HeldOut, attrs: dict, causal_links: dict, run: Run, device: torch.device
+             ) -> dict[str, Any]:
+    """The forecast skill of the teacher (and its controls), the student and the undistilled
+    student on the held-out storms; the student's internal sensitivities."""
+    models = teacher_forecasters(teacher, cfg.eval.controls, load_era5_free(t_record, device))
+    models.update({name: Forecaster(ema.shadow, None) for name, (_, ema, _) in nets.items()})
+    result = evaluate_forecasts(models, held, objective, cfg.eval, cfg.sampling, device,
+                                run.path, attrs, causal_links)
+    result["lead_closed"] = lead_closed(skill_table(result))
     student = nets["student"][1].shadow
-    level = effect_level_index(objective, cfg.eval.noise_levels, cfg.causal.effect_level)
-    t_effects = teacher_effects(teacher, test_loader, objective, level, device)
-    result = {
-        "eval": {
-            "split": cfg.data.test_split,
-            "windows": sum(len(b) for b in test_loader.batch_sampler),
-            "objective": objective.name,
-            "dsm_loss": {name: v["mean"] for name, v in losses.items()},
-            "era5_gain": losses["teacher_era5_shuffled"]["mean"] - losses["teacher"]["mean"],
-            "one_step_mse": {name: v["one_step_mse"] for name, v in losses.items()},
-            "dsm_per_level": {"noise_level": first["levels"],
-                              **{name: v["per_level"] for name, v in losses.items()}},
-        },
-        "causal_effect": {
-            "targets": list(EFFECT_TARGETS),
-            "student": student.causal_effect.as_dict(VARIABLES),
-            "teacher": effects_dict(t_effects, VARIABLES),
-            **_truth(test_loader.dataset, t_effects, student.causal_effect.effects),
-        },
-        "variable_weights": {
-            "teacher": variable_dict(teacher.variable_weights()),
-            "student": variable_dict(student.variable_weights()),
-        },
-    }
-    d = result["eval"]["dsm_loss"]
-    log.info("held-out DSM loss: %s", ", ".join(f"{k} {v:.4f}" for k, v in d.items()))
-    plot_dsm_per_level(result["eval"]["dsm_per_level"], run.figures / "dsm_per_level.png")
-    if cfg.sampling.method != "none":
-        models = {"teacher": teacher, **{n: ema.shadow for n, (_, ema, _) in nets.items()}}
-        plot_samples(models, test_loader, objective, cfg.sampling, device,
-                     run.figures / "samples.png", seed=cfg.seed)
-    return result
+    return {"eval": result,
+            "internal_sensitivity": {"targets": list(SENSITIVITY_TARGETS),
+                              "student": student.internal_sensitivity.as_dict(VARIABLES)},
+            "variable_weights": {"teacher": variable_dict(teacher.variable_weights()),
+                                 "student": variable_dict(student.variable_weights())}}

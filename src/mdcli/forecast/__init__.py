@@ -1,0 +1,1 @@
+"""Forecast evaluation: storm summaries, controls, skill, responses."""

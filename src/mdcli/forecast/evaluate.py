@@ -1,0 +1,134 @@
+"""One held-out forecast evaluation: the skill table of every model and control, the
+sampled frames (``eval_samples.h5``), the figures and, for the teacher, its response to each
+ERA5 variable. Shared by ``train`` (tc_teacher) and ``distill``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mdcli.forecast.config import EvalConfig, SamplingConfig
+from mdcli.forecast.forecasters import Forecaster
+from mdcli.forecast.heldout import HeldOut
+from mdcli.forecast.response import response_report, teacher_responses
+from mdcli.forecast.samples_file import write_eval_samples
+from mdcli.forecast.sampling import sample_forecasts
+from mdcli.forecast.skill import (
+    denoising_skill,
+    extractor_skill,
+    persistence,
+    persistence_skill,
+    sample_skill,
+)
+
+HEADLINE = ("clean_mse_pooled_top", "track_error_px")
+CONTROLS = {"teacher_other_storm_era5": "other_storm", "teacher_zero_era5": "zero",
+            "teacher_no_era5": "no_era5"}
+
+
+def gain(model: float, control: float) -> float:
+    """Relative improvement of ``model`` over ``control`` (lower is better): 1 - m / c."""
+    return 1.0 - model / control if control else float("nan")
+
+
+def skill_table(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{model: {figure: value}}``: clean-estimate and sample figures side by side."""
+    table: dict[str, dict[str, float]] = {}
+    for name, values in result["clean_estimate"].items():
+        table.setdefault(name, {}).update(values)
+    for name, values in result.get("samples", {}).items():
+        table.setdefault(name, {}).update(values)
+    return table
+
+
+def era5_value(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The teacher's gain over each ERA5 control on the headline figures."""
+    teacher = table.get("teacher", {})
+    return {short: {k: gain(teacher[k], table[name][k]) for k in HEADLINE
+                    if k in teacher and k in table[name]}
+            for name, short in CONTROLS.items() if name in table}
+
+
+def evaluate_forecasts(models: dict[str, Forecaster], held: HeldOut, objective,
+                       cfg: EvalConfig, sampling: SamplingConfig, device: torch.device,
+                       run_path: Path, attrs: dict, causal_links: dict,
+                       respond: bool = False) -> dict[str, Any]:
+    """Evaluate ``models`` on ``held`` and write ``eval_samples.h5`` and ``figures/`` under
+    ``run_path``; ``respond``: also the teacher's response to each ERA5 variable."""
+    from mdcli.plots.samples import plot_frames, plot_per_level
+
+    per_level = denoising_skill(models, held, objective, cfg, device, sampling.clip)
+    floor = persistence_skill(held, cfg.pool)
+    result: dict[str, Any] = {
+        "windows": len(held), "objective": objective.name,
+        "prediction": getattr(objective, "prediction", None),
+        "clean_estimate": {**{name: {k: v[k] for k in ("clean_mse_top", "clean_mse_pooled_top",
+                                                         "eps_mse_mean")}
+                              for name, v in per_level.items()}, "persistence": floor},
+        "per_level": {"noise_level": next(iter(per_level.values()))["noise_level"],
+                      **{name: {k: v[k] for k in ("eps_mse", "clean_mse", "clean_mse_pooled")}
+                         for name, v in per_level.items()}},
+    }
+    figures = run_path / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    plot_per_level(result["per_level"], figures / "skill_per_level.png",
+                   floor={"clean_mse": floor["clean_mse_top"],
+                          "clean_mse_pooled": floor["clean_mse_pooled_top"]})
+    if sampling.method != "none":
+        frames = sample_forecasts(models, held, objective, sampling, device, cfg.seed,
+                                  cfg.batch_size)
+        result["samples"] = {name: sample_skill(f, held, cfg.pool) for name, f in frames.items()}
+        result["samples"]["persistence"] = sample_skill(persistence(held), held, cfg.pool)
+        result["extractor_on_truth"] = extractor_skill(held)
+        write_eval_samples(run_path / "eval_samples.h5", held, frames, sampling, cfg.seed)
+        n = min(sampling.num_samples, len(held))
+        plot_frames({"last condition": held.cond[:n, -1], "truth": held.target[:n, 0],
+                     **{name: f[:n, 0] for name, f in frames.items()}},
+                    figures / "samples.png")
+        if respond and "teacher" in models:
+            responses = teacher_responses(models["teacher"], held, objective, sampling, device,
+                                          cfg.seed, frames["teacher"], cfg.batch_size)
+            result["response"] = response_report(responses, held, attrs, causal_links)
+    result["era5_value"] = era5_value(skill_table(result))
+    return result
+
+
+FIGURES = (("clean_mse_pooled_top", "pooled clean MSE", "{:.4f}"),
+           ("clean_mse_top", "clean MSE", "{:.4f}"),
+           ("track_error_px", "track px", "{:.2f}"),
+           ("track_error_km", "track km", "{:.0f}"),
+           ("coldness_error_k", "cold K", "{:.2f}"),
+           ("cloudy_area_error", "area km2", "{:.0f}"))
+
+
+def format_table(table: dict[str, dict[str, float]]) -> str:
+    """The skill table as aligned text (lower is better everywhere)."""
+    cols = [f for f in FIGURES if any(f[0] in row for row in table.values())]
+    width = max(len(n) for n in table) + 2
+    lines = ["".ljust(width) + "".join(f"{label:>17s}" for _, label, _ in cols)]
+    for name, row in table.items():
+        cells = "".join(f"{(fmt.format(row[key]) if key in row else '-'):>17s}"
+                        for key, _, fmt in cols)
+        lines.append(name.ljust(width) + cells)
+    return "\n".join(lines)
+
+
+def skill_report(result: dict[str, Any]) -> str:
+    """What ``train``/``distill`` print: the skill table and the gains that matter."""
+    lines = [f"forecast skill on {result['windows']} held-out windows (lower is better):",
+             format_table(skill_table(result))]
+    for control, gains in result.get("era5_value", {}).items():
+        text = ", ".join(f"{k} {100 * v:+.1f}%" for k, v in gains.items())
+        lines.append(f"teacher vs {control} ERA5: {text}")
+    if result.get("lead_closed"):
+        text = ", ".join(f"{k} {100 * v:.0f}%" for k, v in result["lead_closed"].items())
+        lines.append(f"share of the teacher's lead the distillation closes: {text}")
+    if "response" in result:
+        drivers = ", ".join(f"{k}: {v}" for k, v in result["response"]["strongest_driver"].items())
+        auroc = result["response"].get("auroc")
+        lines.append(f"strongest ERA5 driver of {drivers}"
+                     + (f" (AUROC {auroc:.2f} against the generator's links)"
+                        if auroc is not None else ""))
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""Forecast evaluation: the other-storm control, skill figures, AUROC, seeds, eval_samples.h5,
+each against an independent calculation."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from mdcli.data.tc_dataset import TCWindows
+from mdcli.diffusion.objectives import DDPMObjective
+from mdcli.errors import InputError
+from mdcli.forecast.config import EvalConfig, SamplingConfig
+from mdcli.forecast.evaluate import era5_value, gain
+from mdcli.forecast.forecasters import Forecaster
+from mdcli.forecast.heldout import load_heldout, spread_indices, storm_derangement
+from mdcli.forecast.response import auroc, correlation
+from mdcli.forecast.samples_file import write_eval_samples
+from mdcli.forecast.seeds import aggregate, mean_se, paired_difference
+from mdcli.forecast.skill import (
+    denoising_skill,
+    persistence_skill,
+    pooled,
+    sample_skill,
+    summaries_of,
+)
+from mdcli.training.distill import lead_closed
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tc_file(tmp_path_factory):
+    from mdcli.data.synth_tc import generate_from_config
+
+    path = tmp_path_factory.mktemp("tc") / "tc.h5"
+    return generate_from_config("data/tc_tiny", path, ["n_storms=20", "frames=6"])
+
+
+@pytest.fixture(scope="module")
+def windows(tc_file):
+    return TCWindows(tc_file, "train", cond_frames=2, pred_frames=1, era5_steps=2)
+
+
+def test_other_storm_era5_is_another_storms_field_at_the_same_time(tc_file, windows):
+    held = load_heldout(windows)
+    assert (held.partner != held.storm).all()
+    assert len(set(held.partner.tolist())) == len(set(held.storm.tolist()))  # a permutation
+    with h5py.File(tc_file) as h5:
+        z = h5["era5/z"][:]
+        for i in range(len(held)):
+            t = int(held.time[i])  # first target frame; ERA5 ends at t - 1
+            want = z[int(held.partner[i]), t - 2:t]
+            np.testing.assert_array_equal(held.era5_other[i, 2].numpy(), want)
+            own = z[int(held.storm[i]), t - 2:t]
+            np.testing.assert_array_equal(held.era5[i, 2].numpy(), own)
+
+
+def test_derangement_needs_two_storms_and_has_no_fixed_point():
+    mapping = storm_derangement(np.array([5, 5, 2, 9, 2]))
+    assert mapping == {2: 5, 5: 9, 9: 2}
+    with pytest.raises(InputError, match="at least 2"):
+        storm_derangement(np.array([3, 3]))
+
+
+def test_spread_indices_cover_the_split_evenly():
+    assert spread_indices(10, None).tolist() == list(range(10))
+    assert spread_indices(10, 3).tolist() == [0, 4, 9]  # round(4.5) = 4 (banker's rounding)
+
+
+def test_pooled_equals_block_means():
+    x = torch.randn(2, 3, 8, 8)
+    want = x.numpy().reshape(2, 3, 2, 4, 2, 4).mean(axis=(3, 5))
+    np.testing.assert_allclose(pooled(x, 4).numpy(), want, rtol=1e-6)
+
+
+class _Oracle(torch.nn.Module):
+    """Returns the true clean frames: a perfect x0-predictor."""
+
+    def __init__(self, target: torch.Tensor) -> None:
+        super().__init__()
+        self.target = target
+
+    def forward(self, x, level, cond, era5=None):
+        return self.target[: x.shape[0]] if x.shape[0] == len(self.target) else self._rows(x)
+
+    def _rows(self, x):
+        raise AssertionError("batch mismatch")
+
+
+def test_a_perfect_x0_network_has_zero_clean_error_and_the_eps_mse_of_the_formula(windows):
+    held = load_heldout(windows)
+    objective = DDPMObjective(100, prediction="x0")
+    cfg = EvalConfig(noise_levels=3, top_levels=1, batch_size=len(held))
+    skill = denoising_skill({"oracle": Forecaster(_Oracle(held.target), "true")}, held,
+                            objective, cfg, torch.device("cpu"))["oracle"]
+    assert skill["clean_mse_top"] == pytest.approx(0.0, abs=1e-10)
+    assert max(skill["eps_mse"]) == pytest.approx(0.0, abs=1e-8)  # eps follows from x0 exactly
+    assert len(skill["noise_level"]) == 3
+
+
+def test_persistence_skill_is_the_mse_of_the_last_condition_frame(windows):
+    held = load_heldout(windows)
+    got = persistence_skill(held, 4)
+    last, target = held.cond[:, -1].numpy(), held.target[:, 0].numpy()
+    assert got["clean_mse_top"] == pytest.approx(float(((last - target) ** 2).mean()), rel=1e-6)
+    blocks = lambda a: a.reshape(len(a), 8, 4, 8, 4).mean(axis=(2, 4))  # noqa: E731
+    want = float(((blocks(last) - blocks(target)) ** 2).mean())
+    assert got["clean_mse_pooled_top"] == pytest.approx(want, rel=1e-6)
+
+
+def test_sample_skill_of_the_true_frames_is_the_extractors_own_error(windows):
+    held = load_heldout(windows)
+    got = sample_skill(held.target, held, 4)
+    assert got["pixel_mse"] == 0 and got["coldness_error_k"] == 0
+    assert got["cloudy_area_error"] == 0
+    centre = summaries_of(held.target, held.pixel_km)["center"]
+    want = np.linalg.norm(centre - held.center.numpy(), axis=-1).mean()
+    assert got["track_error_px"] == pytest.approx(want)
+    assert got["track_error_km"] == pytest.approx(want * held.pixel_km)
+    shifted = sample_skill(torch.roll(held.target, 3, dims=-1), held, 4)
+    assert shifted["track_error_px"] > got["track_error_px"] + 1.5
+
+
+def test_auroc_equals_scikit_learn_with_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, 40).astype(float)
+    labels = rng.integers(0, 2, 40).astype(bool)
+    assert auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
+    assert np.isnan(auroc(scores, np.zeros(40, bool)))
+
+
+def test_correlation_equals_numpy():
+    a, b = np.random.default_rng(1).normal(size=(2, 30, 2))
+    assert correlation(a, b) == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_mean_and_standard_error_over_seeds():
+    out = mean_se([1.0, 2.0, 4.0])
+    assert out["mean"] == pytest.approx(7 / 3)
+    assert out["se"] == pytest.approx(np.std([1, 2, 4], ddof=1) / np.sqrt(3))
+    assert np.isnan(mean_se([3.0])["se"])
+    tables = [{"a": {"x": 1.0}, "b": {"x": 2.0}}, {"a": {"x": 2.0}, "b": {"x": 5.0}}]
+    agg = aggregate(tables)
+    assert agg["b"]["x"]["mean"] == 3.5 and agg["a"]["x"]["n"] == 2
+    diff = paired_difference(tables, "a", "b", "x")
+    assert diff["mean"] == 2.0 and diff["se"] == pytest.approx(1.0)
+    assert diff["z"] == pytest.approx(2.0)
+
+
+def test_gains_and_the_share_of_the_lead_closed():
+    assert gain(0.8, 1.0) == pytest.approx(0.2)
+    table = {"teacher": {"clean_mse_pooled_top": 1.0, "track_error_px": 1.0},
+             "teacher_other_storm_era5": {"clean_mse_pooled_top": 2.0, "track_error_px": 4.0},
+             "student": {"clean_mse_pooled_top": 1.5, "track_error_px": 2.0},
+             "student_no_distill": {"clean_mse_pooled_top": 2.0, "track_error_px": 3.0}}
+    assert era5_value(table) == {"other_storm": {"clean_mse_pooled_top": 0.5,
+                                                 "track_error_px": 0.75}}
+    assert lead_closed(table) == {"clean_mse_pooled_top": 0.5, "track_error_px": 0.5}
+
+
+def test_eval_samples_file_has_the_documented_layout(windows, tmp_path):
+    held = load_heldout(windows)
+    frames = {"teacher": held.target + 0.1, "student": held.target - 0.1}
+    path = write_eval_samples(tmp_path / "eval_samples.h5", held, frames,
+                              SamplingConfig(method="ddim", steps=7), seed=99)
+    with h5py.File(path) as h5:
+        n, p = held.target.shape[:2]
+        assert h5["cond"].shape == tuple(held.cond.shape)
+        assert h5["target"].shape == h5["samples/teacher"].shape == (n, p, 32, 32)
+        assert h5["center"].shape == (n, p, 2)
+        assert h5["storm_id"].shape == h5["time"].shape == (n,)
+        np.testing.assert_allclose(h5["samples/student"][:], frames["student"].numpy())
+        assert (h5.attrs["sampler"], h5.attrs["steps"], h5.attrs["seed"]) == ("ddim", 7, 99)
