@@ -41,14 +41,20 @@ def run_cli(capsys):
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead on a shared CPU. A module opts in with
+    """Tiny tensors: one thread avoids OpenMP overhead on a shared CPU, also for the commands
+    ``run_cli`` starts (``MDCLI_THREADS``). A module opts in with
     ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     import torch
 
-    before = torch.get_num_threads()
+    before, env = torch.get_num_threads(), os.environ.get("MDCLI_THREADS")
     torch.set_num_threads(1)
+    os.environ["MDCLI_THREADS"] = "1"
     yield
     torch.set_num_threads(before)
+    if env is None:
+        os.environ.pop("MDCLI_THREADS", None)
+    else:
+        os.environ["MDCLI_THREADS"] = env
 
 
 @pytest.fixture

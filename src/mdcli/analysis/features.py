@@ -31,14 +31,14 @@ import torch
 from torch import nn
 
 from mdcli.analysis.alignment import FeatureSet
+from mdcli.data.synth_tc import VARIABLES
 from mdcli.errors import InputError
+from mdcli.models.sites import FEATURE_KEYS
 from mdcli.progress import progress
 from mdcli.storage.cache import cache_key, file_digest, load_or_build
 from mdcli.storage.checkpoint import load_checkpoint
 
-FEATURE_KEYS = ("attn16", "attn32", "enc16", "enc32")
 SET_NAMES = {"attn16": "16", "attn32": "32", "enc16": "encoder_16", "enc32": "encoder_32"}
-VARIABLES = ("sst", "msl", "z", "r")
 
 
 def pool_spatial(features: torch.Tensor, spatial_dims: int = 2) -> torch.Tensor:
