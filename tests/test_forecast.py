@@ -174,3 +174,51 @@ def test_eval_samples_file_has_the_documented_layout(windows, tmp_path):
         assert h5["storm_id"].shape == h5["time"].shape == (n,)
         np.testing.assert_allclose(h5["samples/student"][:], frames["student"].numpy())
         assert (h5.attrs["sampler"], h5.attrs["steps"], h5.attrs["seed"]) == ("ddim", 7, 99)
+
+
+class _ShiftByZ(torch.nn.Module):
+    """An x0-predicting "teacher" whose forecast is a blob moved right by 4 pixels per unit
+    of the window's mean normalised Z, whatever the noisy input."""
+
+    def __init__(self, uses_era5: bool = True) -> None:
+        super().__init__()
+        self.uses_era5 = uses_era5
+        grid = torch.arange(32.0)
+        self.rows, self.cols = grid.view(32, 1), grid.view(1, 32)
+
+    def forward(self, x, level, cond, era5):
+        shift = 4.0 * era5[:, 2].mean(dim=(1, 2, 3)) if self.uses_era5 else 0.0 * level
+        col = 15.0 + shift.view(-1, 1, 1)
+        blob = torch.exp(-((self.rows - 15.0) ** 2 + (self.cols - col) ** 2) / 18.0)
+        return (2.0 * blob - 1.0).unsqueeze(1).expand_as(x)
+
+
+def test_response_is_the_analytic_shift_and_zero_for_a_network_that_ignores_era5(windows):
+    from mdcli.forecast.response import teacher_responses
+
+    held = load_heldout(windows, 12)
+    objective = DDPMObjective(50, prediction="x0")
+    sampling = SamplingConfig(method="ddim", steps=3)
+    cpu = torch.device("cpu")
+    got = teacher_responses(Forecaster(_ShiftByZ()), held, objective, sampling, cpu, [5, 6])
+    want = 4.0 * (held.era5_other[:, 2] - held.era5[:, 2]).mean(dim=(1, 2, 3)).numpy()
+    np.testing.assert_allclose(got["z"]["center"][:, 1], want, atol=0.05)
+    np.testing.assert_allclose(got["z"]["center"][:, 0], 0.0, atol=0.05)
+    assert np.abs(got["sst"]["center"]).max() == 0.0  # other swaps leave Z and the noise alone
+    still = teacher_responses(Forecaster(_ShiftByZ(False)), held, objective, sampling, cpu, [5])
+    assert all(np.abs(v).max() == 0.0 for per in still.values() for v in per.values())
+
+
+@pytest.mark.parametrize("seeds", ["0,x", "1,1", ","])
+def test_quickstart_refuses_bad_seed_lists_before_any_step(run_cli, tmp_path, seeds):
+    result = run_cli("quickstart", "--seeds", seeds, "--work-dir", tmp_path)
+    assert result.code == 2
+    assert "--seeds" in result.err and len(result.err.strip().splitlines()) == 1
+    assert not (tmp_path / "train").exists()
+
+
+def test_an_evaluation_seed_equal_to_the_training_seed_is_refused(run_cli, tc_file, tmp_path):
+    result = run_cli("train", "-c", "train/tc_teacher_tiny", "--set", f"data.path={tc_file}",
+                     "--seed", "1235", "--work-dir", tmp_path, "--device", "cpu")
+    assert result.code == 2
+    assert "eval.seed" in result.err and "training seed 1235" in result.err

@@ -88,8 +88,9 @@ def evaluate_forecasts(models: dict[str, Forecaster], held: HeldOut, objective,
                      **{name: f[:n, 0] for name, f in frames.items()}},
                     figures / "samples.png")
         if respond and "teacher" in models:
+            seeds = list(range(cfg.seed, cfg.seed + cfg.response_draws))
             responses = teacher_responses(models["teacher"], held, objective, sampling, device,
-                                          cfg.seed, frames["teacher"], cfg.batch_size)
+                                          seeds, frames["teacher"], cfg.batch_size)
             result["response"] = response_report(responses, held, attrs, causal_links)
     result["era5_value"] = era5_value(skill_table(result))
     return result

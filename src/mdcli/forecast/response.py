@@ -4,9 +4,10 @@ generator's own.
 For every held-out window and variable v, the teacher samples the next frame twice from the
 same starting noise: with the window's ERA5, and with variable v's fields taken from another
 storm at the same time (the other-storm control of :mod:`mdcli.forecast.heldout`), every
-other variable kept. The response is the change of the storm summaries of the first predicted
-frame: centre (motion, pixels), cloud-top coldness (K) and cloudy area. Swapping for a real
-field keeps the input on the data manifold, unlike ``do(v = 0)``.
+other variable kept; this is repeated for ``eval.response_draws`` noise draws and averaged.
+The response is the change of the storm summaries of the first predicted frame: centre
+(motion, pixels), cloud-top coldness (K) and cloudy area. Swapping for a real field keeps
+the input on the data manifold, unlike ``do(v = 0)``.
 
 On synthetic data the generator is forked the same way (same state, same innovations, the
 same partner storm's field: :func:`mdcli.data.synth_tc.forked_response`), which gives the
@@ -48,16 +49,27 @@ def first_frame_summaries(frames: torch.Tensor, held: HeldOut) -> dict[str, np.n
 
 @torch.no_grad()
 def teacher_responses(teacher: Forecaster, held: HeldOut, objective, sampling: SamplingConfig,
-                      device: torch.device, seed: int, base: torch.Tensor,
+                      device: torch.device, seeds: list[int], base: torch.Tensor | None = None,
                       batch_size: int = 32) -> dict[str, dict[str, np.ndarray]]:
-    """``{variable: {summary: response [N] or [N, 2]}}``; ``base`` are the teacher's samples
-    with the true ERA5 drawn with the same ``seed``."""
+    """``{variable: {summary: response [N] or [N, 2]}}``, averaged over one sample pair per
+    seed in ``seeds`` (the average removes the part of a single pair's difference that is
+    sampling noise, not response); ``base`` are the teacher's samples with the true ERA5
+    drawn with ``seeds[0]`` when already at hand."""
     models = {v: teacher for v in VARIABLES}
     era5 = {v: swapped_era5(held, i) for i, v in enumerate(VARIABLES)}
-    frames = sample_forecasts(models, held, objective, sampling, device, seed, batch_size, era5)
-    ref = first_frame_summaries(base, held)
-    return {v: {k: first_frame_summaries(frames[v], held)[k] - ref[k] for k in SUMMARIES}
-            for v in VARIABLES}
+    total: dict[str, dict[str, np.ndarray]] = {}
+    for i, seed in enumerate(seeds):
+        if i or base is None:
+            base = sample_forecasts({"teacher": teacher}, held, objective, sampling, device,
+                                    seed, batch_size)["teacher"]
+        frames = sample_forecasts(models, held, objective, sampling, device, seed, batch_size,
+                                  era5)
+        ref = first_frame_summaries(base, held)
+        for v in VARIABLES:
+            got = first_frame_summaries(frames[v], held)
+            for k in SUMMARIES:
+                total.setdefault(v, {})[k] = total.get(v, {}).get(k, 0.0) + got[k] - ref[k]
+    return {v: {k: d / len(seeds) for k, d in per.items()} for v, per in total.items()}
 
 
 def one_step_scale(held: HeldOut) -> dict[str, float]:

@@ -149,7 +149,7 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
     mcfg = model_config(t_record["model_config"])
     objective = objective_of(t_record)
     train_set, val_set = prepare_data(cfg, mcfg, ctx)
-    val = load_heldout(val_set, cfg.eval.max_samples, controls=False)
+    val = load_heldout(val_set, cfg.eval.val_windows, controls=False)
     test_set = open_split(cfg.data, mcfg, cfg.data.test_split)
     test = load_heldout(test_set, cfg.eval.max_samples, cfg.eval.controls)  # checked up front
 

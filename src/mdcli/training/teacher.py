@@ -78,10 +78,12 @@ class TeacherConfig:
 
 
 def check_eval_seed(cfg: Any) -> None:
-    """Evaluation noise must not be a training seed's."""
-    if cfg.eval.seed == cfg.seed:
-        raise InputError(f"config key 'eval.seed': {cfg.eval.seed} equals the training seed; "
-                         f"evaluation seeds must differ from training seeds")
+    """Evaluation noise (seeds ``eval.seed`` .. ``eval.seed + response_draws - 1``) must not
+    be drawn with the training seed."""
+    if cfg.eval.seed <= cfg.seed < cfg.eval.seed + cfg.eval.response_draws:
+        raise InputError(f"config key 'eval.seed': {cfg.eval.seed} (with "
+                         f"eval.response_draws={cfg.eval.response_draws}) uses the training seed "
+                         f"{cfg.seed}; evaluation seeds must differ from training seeds")
 
 
 class Trained:
@@ -158,7 +160,7 @@ def train_teacher(cfg: TeacherConfig, run: Run, ctx: DistContext, resume: bool =
     check_batch_size(cfg.train, ctx)
     check_eval_seed(cfg)
     train_set, val_set = prepare_data(cfg, cfg.model, ctx)
-    val = load_heldout(val_set, cfg.eval.max_samples, controls=False)
+    val = load_heldout(val_set, cfg.eval.val_windows, controls=False)
     test_set = open_split(cfg.data, cfg.model, cfg.data.test_split)
     test = load_heldout(test_set, cfg.eval.max_samples, cfg.eval.controls)  # checked up front
     objective = build_objective(cfg.diffusion)
