@@ -73,7 +73,7 @@ def test_spread_indices_cover_the_split_evenly():
 def test_pooled_equals_block_means():
     x = torch.randn(2, 3, 8, 8)
     want = x.numpy().reshape(2, 3, 2, 4, 2, 4).mean(axis=(3, 5))
-    np.testing.assert_allclose(pooled(x, 4).numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(pooled(x, 4).numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 class _Oracle(torch.nn.Module):
@@ -222,3 +222,13 @@ def test_an_evaluation_seed_equal_to_the_training_seed_is_refused(run_cli, tc_fi
                      "--seed", "1235", "--work-dir", tmp_path, "--device", "cpu")
     assert result.code == 2
     assert "eval.seed" in result.err and "training seed 1235" in result.err
+
+
+def test_evaluation_seeds_must_avoid_every_training_seed():
+    from mdcli.training.distill import DistillConfig
+    from mdcli.training.teacher import check_eval_seed
+
+    cfg = DistillConfig(seed=0)
+    check_eval_seed(cfg, (1, 7))
+    with pytest.raises(InputError, match="training seed 1236"):
+        check_eval_seed(cfg, (1, 1236))  # e.g. the teacher's own training seed

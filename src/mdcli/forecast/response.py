@@ -162,4 +162,6 @@ def response_report(responses: dict, held: HeldOut, attrs: dict, causal_links: d
     if support is not None:
         report["support"] = support.astype(int).tolist()
         report["auroc"] = auroc(strength, support > 0)
+        report["auroc_by_summary"] = {RESPONSE_NAMES[k]: auroc(strength[:, j], support[:, j] > 0)
+                                      for j, k in enumerate(SUMMARIES)}
     return report

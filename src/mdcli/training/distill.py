@@ -140,10 +140,11 @@ def train_distill(cfg: DistillConfig, run: Run, ctx: DistContext, resume: bool =
                   ) -> dict[str, Any]:
     """Distil, evaluate, and return the summary figures (see the module docstring)."""
     check_config(cfg)
-    check_eval_seed(cfg)
     device = ctx.device
     check_batch_size(cfg.train, ctx)
     teacher, t_record = load_teacher(cfg.teacher.checkpoint, device, cfg.teacher.ema)
+    # the teacher's training noise and the diagnostic's generator (seed + 1) are training seeds
+    check_eval_seed(cfg, (cfg.seed + 1, int(t_record["config"]["seed"])))
     for p in teacher.parameters():
         p.requires_grad_(False)
     mcfg = model_config(t_record["model_config"])

@@ -77,13 +77,15 @@ class TeacherConfig:
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
 
 
-def check_eval_seed(cfg: Any) -> None:
+def check_eval_seed(cfg: Any, training_seeds: tuple[int, ...] = ()) -> None:
     """Evaluation noise (seeds ``eval.seed`` .. ``eval.seed + response_draws - 1``) must not
-    be drawn with the training seed."""
-    if cfg.eval.seed <= cfg.seed < cfg.eval.seed + cfg.eval.response_draws:
-        raise InputError(f"config key 'eval.seed': {cfg.eval.seed} (with "
-                         f"eval.response_draws={cfg.eval.response_draws}) uses the training seed "
-                         f"{cfg.seed}; evaluation seeds must differ from training seeds")
+    be drawn with a training seed: ``cfg.seed`` or any of ``training_seeds``."""
+    low, high = cfg.eval.seed, cfg.eval.seed + cfg.eval.response_draws
+    for seed in (cfg.seed, *training_seeds):
+        if low <= seed < high:
+            raise InputError(f"config key 'eval.seed': {cfg.eval.seed} (with "
+                             f"eval.response_draws={cfg.eval.response_draws}) uses the training "
+                             f"seed {seed}; evaluation seeds must differ from training seeds")
 
 
 class Trained:
