@@ -232,3 +232,28 @@ def test_evaluation_seeds_must_avoid_every_training_seed():
     check_eval_seed(cfg, (1, 7))
     with pytest.raises(InputError, match="training seed 1236"):
         check_eval_seed(cfg, (1, 1236))  # e.g. the teacher's own training seed
+
+
+def test_seeds_report_pairs_each_seeds_student_with_its_own_baseline(tmp_path):
+    from mdcli.chain import StepResult
+    from mdcli.quickstart import seeds_report
+
+    def run(name: str, ev: dict) -> StepResult:
+        return StepResult(name, tmp_path, False, {"eval": ev})
+
+    per_seed = {}
+    for seed, (s, b) in enumerate([(1.0, 2.0), (2.0, 2.5), (3.0, 4.5)]):
+        teacher = {"clean_estimate": {"teacher": {"clean_mse_pooled_top": 0.5}},
+                   "era5_value": {"other_storm": {"clean_mse_pooled_top": 0.1 * seed}},
+                   "response": {"auroc": 0.5 + 0.1 * seed, "strongest_driver": {}}}
+        student = {"clean_estimate": {"student": {"clean_mse_pooled_top": s},
+                                      "student_no_distill": {"clean_mse_pooled_top": b}},
+                   "lead_closed": {"clean_mse_pooled_top": 0.2}}
+        per_seed[seed] = {"teacher": run("teacher", teacher), "student": run("student", student)}
+    rep = seeds_report(per_seed)
+    diff = rep["distillation_gain"]["clean_mse_pooled_top"]
+    assert diff["mean"] == pytest.approx(1.0)  # (1 + 0.5 + 1.5) / 3
+    assert diff["se"] == pytest.approx(np.std([1.0, 0.5, 1.5], ddof=1) / np.sqrt(3))
+    assert rep["skill"]["student"]["clean_mse_pooled_top"]["mean"] == pytest.approx(2.0)
+    assert rep["era5_value"]["other_storm"]["clean_mse_pooled_top"]["mean"] == pytest.approx(0.1)
+    assert rep["response_auroc"]["mean"] == pytest.approx(0.6)

@@ -131,7 +131,7 @@ def seeds_report(per_seed: dict[int, dict[str, StepResult]]) -> dict[str, Any]:
         "era5_value": {c: {k: mean_se([t["era5_value"][c][k] for t in teacher
                                        if k in t.get("era5_value", {}).get(c, {})])
                            for k in HEADLINE} for c in sorted(controls)},
-        "student_minus_no_distill": {k: paired_difference(tables, "student",
+        "distillation_gain": {k: paired_difference(tables, "student",
                                                           "student_no_distill", k)
                                      for k in HEADLINE},
         "lead_closed": {k: mean_se([s["lead_closed"][k] for s in student
