@@ -51,8 +51,8 @@ def test_train_then_distill_writes_the_documented_outputs(run_cli, tc_file, tmp_
     assert summary["status"] == "completed"
     models = {"teacher", "teacher_other_storm_era5", "teacher_zero_era5", "teacher_no_era5",
               "student", "student_no_distill"}
-    assert set(summary["eval"]["clean_estimate"]) == models | {"persistence"}
-    assert set(summary["eval"]["samples"]) == models | {"persistence"}
+    assert set(summary["eval"]["clean_estimate"]) == models | {"persistence", "extrapolation"}
+    assert set(summary["eval"]["samples"]) == models | {"persistence", "extrapolation"}
     assert set(summary["eval"]["lead_closed"]) == {"clean_mse_pooled_top", "track_error_px"}
     import h5py
 

@@ -492,7 +492,7 @@ def test_distill_1node_sbatch_trains_with_two_cpu_processes_without_slurm(distil
     assert summary["status"] == "completed"
     assert summary["steps"] == 2 and set(summary["eval"]["clean_estimate"]) == {
         "teacher", "teacher_other_storm_era5", "teacher_zero_era5", "teacher_no_era5",
-        "student", "persistence"}
+        "student", "persistence", "extrapolation"}
     config = (run / "config.yaml").read_text()
     assert str(data) in config and "baseline: false" in config
     assert (run / "checkpoints" / "last.pt").is_file()

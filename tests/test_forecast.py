@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import map_coordinates
 from sklearn.metrics import roc_auc_score
 
 from mdcli.data.tc_dataset import TCWindows
@@ -20,10 +21,14 @@ from mdcli.forecast.response import auroc, correlation
 from mdcli.forecast.samples_file import write_eval_samples
 from mdcli.forecast.seeds import aggregate, mean_se, paired_difference
 from mdcli.forecast.skill import (
+    baseline_skill,
+    baselines,
     denoising_skill,
-    persistence_skill,
+    extrapolation,
+    persistence,
     pooled,
     sample_skill,
+    shift_frames,
     summaries_of,
 )
 from mdcli.training.distill import lead_closed
@@ -103,12 +108,45 @@ def test_a_perfect_x0_network_has_zero_clean_error_and_the_eps_mse_of_the_formul
 
 def test_persistence_skill_is_the_mse_of_the_last_condition_frame(windows):
     held = load_heldout(windows)
-    got = persistence_skill(held, 4)
+    got = baseline_skill(persistence(held), held, 4)
     last, target = held.cond[:, -1].numpy(), held.target[:, 0].numpy()
     assert got["clean_mse_top"] == pytest.approx(float(((last - target) ** 2).mean()), rel=1e-6)
     blocks = lambda a: a.reshape(len(a), 8, 4, 8, 4).mean(axis=(2, 4))  # noqa: E731
     want = float(((blocks(last) - blocks(target)) ** 2).mean())
     assert got["clean_mse_pooled_top"] == pytest.approx(want, rel=1e-6)
+
+
+def test_shift_frames_moves_a_blob_by_fractional_pixels():
+    rows, cols = np.mgrid[0:32, 0:32].astype(np.float64)
+    blob = lambda r, c: np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * 3.0 ** 2))  # noqa: E731
+    frames = torch.tensor(np.stack([blob(12.0, 15.0), blob(20.0, 9.0)])[:, None])
+    shift = torch.tensor([[1.5, -2.25], [-3.0, 4.0]], dtype=torch.float64)
+    got = shift_frames(frames, shift)[:, 0].numpy()
+    # scipy's linear interpolation at the source positions, edges continued
+    want = map_coordinates(frames[0, 0].numpy(), [rows - 1.5, cols + 2.25], order=1,
+                           mode="nearest")
+    np.testing.assert_allclose(got[0], want, atol=1e-12)
+    np.testing.assert_allclose(got[0], blob(13.5, 12.75), atol=3e-2)  # the moved blob
+    # integer shifts are exact (away from the border)
+    np.testing.assert_allclose(got[1][:-3, 4:], blob(17.0, 13.0)[:-3, 4:], atol=1e-12)
+    np.testing.assert_allclose(shift_frames(frames, torch.zeros(2, 2, dtype=torch.float64)),
+                               frames, atol=1e-12)
+
+
+def test_extrapolation_moves_the_last_frame_on_by_the_last_displacement(windows):
+    held = load_heldout(windows)
+    frames = extrapolation(held)
+    centre = lambda f: summaries_of(f, None)["center"][:, 0]  # noqa: E731
+    last, before = centre(held.cond[:, -1:]), centre(held.cond[:, -2:-1])
+    moved = centre(frames)
+    # the extracted centre of the forecast is the last centre plus the last displacement
+    # (up to interpolation smoothing and the border)
+    inside = (np.abs(last - 16) < 10).all(axis=1)
+    np.testing.assert_allclose(moved[inside], (2 * last - before)[inside], atol=0.35)
+    assert set(baselines(held)) == {"persistence", "extrapolation"}
+    one = load_heldout(TCWindows(windows.path, "train", cond_frames=1, pred_frames=1,
+                                 era5_steps=2))
+    assert extrapolation(one) is None and set(baselines(one)) == {"persistence"}
 
 
 def test_sample_skill_of_the_true_frames_is_the_extractors_own_error(windows):

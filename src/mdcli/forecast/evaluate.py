@@ -16,10 +16,10 @@ from mdcli.forecast.response import response_report, teacher_responses
 from mdcli.forecast.samples_file import write_eval_samples
 from mdcli.forecast.sampling import sample_forecasts
 from mdcli.forecast.skill import (
+    baseline_skill,
+    baselines,
     denoising_skill,
     extractor_skill,
-    persistence,
-    persistence_skill,
     sample_skill,
 )
 
@@ -60,13 +60,15 @@ def evaluate_forecasts(models: dict[str, Forecaster], held: HeldOut, objective,
     from mdcli.plots.samples import plot_frames, plot_per_level
 
     per_level = denoising_skill(models, held, objective, cfg, device, sampling.clip)
-    floor = persistence_skill(held, cfg.pool)
+    fixed = baselines(held)
+    fixed_skill = {name: baseline_skill(f, held, cfg.pool) for name, f in fixed.items()}
+    floor = fixed_skill["persistence"]
     result: dict[str, Any] = {
         "windows": len(held), "objective": objective.name,
         "prediction": getattr(objective, "prediction", None),
         "clean_estimate": {**{name: {k: v[k] for k in ("clean_mse_top", "clean_mse_pooled_top",
                                                          "eps_mse_mean")}
-                              for name, v in per_level.items()}, "persistence": floor},
+                              for name, v in per_level.items()}, **fixed_skill},
         "per_level": {"noise_level": next(iter(per_level.values()))["noise_level"],
                       **{name: {k: v[k] for k in ("eps_mse", "clean_mse", "clean_mse_pooled")}
                          for name, v in per_level.items()}},
@@ -80,7 +82,8 @@ def evaluate_forecasts(models: dict[str, Forecaster], held: HeldOut, objective,
         frames = sample_forecasts(models, held, objective, sampling, device, cfg.seed,
                                   cfg.batch_size)
         result["samples"] = {name: sample_skill(f, held, cfg.pool) for name, f in frames.items()}
-        result["samples"]["persistence"] = sample_skill(persistence(held), held, cfg.pool)
+        result["samples"].update({name: sample_skill(f, held, cfg.pool)
+                                  for name, f in fixed.items()})
         result["extractor_on_truth"] = extractor_skill(held)
         write_eval_samples(run_path / "eval_samples.h5", held, frames, sampling, cfg.seed)
         n = min(sampling.num_samples, len(held))

@@ -1,5 +1,7 @@
 """Forecast skill: the one-step clean estimate per noise level, and storm summaries of
-sampled frames, beside persistence (the last condition frame copied forward).
+sampled frames, beside two forecasts that use no network: persistence (the last condition
+frame copied forward) and extrapolation (that frame moved on by the storm's last displacement,
+the floor a satellite-only forecast of the track must beat).
 
 Every model sees the same windows and the same noise draws. MSEs are on normalised IR;
 "pooled" averages ``pool x pool`` pixel blocks first (the storm scale, where ERA5 acts).
@@ -79,9 +81,45 @@ def persistence(held: HeldOut) -> torch.Tensor:
     return held.cond[:, -1:].expand_as(held.target)
 
 
-def persistence_skill(held: HeldOut, pool: int) -> dict[str, float]:
-    """Clean-estimate figures of persistence (the same at every noise level)."""
-    frames = persistence(held)
+def shift_frames(frames: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``[N, C, H, W]`` frames moved by ``shift [N, 2]`` (rows, cols, pixels; may be
+    fractional): bilinear interpolation, edge values continued past the border."""
+    n, _, h, w = frames.shape
+    rows = torch.arange(h, dtype=frames.dtype).view(1, h, 1) - shift[:, 0].view(n, 1, 1)
+    cols = torch.arange(w, dtype=frames.dtype).view(1, 1, w) - shift[:, 1].view(n, 1, 1)
+    # grid_sample's normalised coordinates (align_corners=True: -1 and 1 are pixel centres)
+    grid = torch.stack([(2 * cols / (w - 1) - 1).expand(n, h, w),
+                        (2 * rows / (h - 1) - 1).expand(n, h, w)], dim=-1)
+    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
+def extrapolation(held: HeldOut) -> torch.Tensor | None:
+    """The extrapolation forecast ``[N, P, H, W]``: predicted frame ``p`` (1-based) is the last
+    condition frame moved by ``p`` times the displacement of the extracted storm centre
+    between the last two condition frames (no fitted parameter; None with one condition
+    frame)."""
+    if held.cond.shape[1] < 2:
+        return None
+    last = held.cond[:, -2:].float()
+    n = last.shape[0]
+    centre = torch.from_numpy(storm_summaries(last.flatten(0, 1).numpy())["center"])
+    step = (centre.view(n, 2, 2)[:, 1] - centre.view(n, 2, 2)[:, 0]).float()
+    frames = [shift_frames(last[:, 1:], p * step) for p in range(1, held.target.shape[1] + 1)]
+    return torch.cat(frames, dim=1)
+
+
+def baselines(held: HeldOut) -> dict[str, torch.Tensor]:
+    """The forecasts that use no network: ``persistence`` and (K >= 2) ``extrapolation``."""
+    out = {"persistence": persistence(held)}
+    moved = extrapolation(held)
+    if moved is not None:
+        out["extrapolation"] = moved
+    return out
+
+
+def baseline_skill(frames: torch.Tensor, held: HeldOut, pool: int) -> dict[str, float]:
+    """Clean-estimate figures of a network-free forecast (the same at every noise level)."""
     full = float(_mse(frames, held.target).mean())
     coarse = float(_mse(pooled(frames, pool), pooled(held.target, pool)).mean())
     return {"clean_mse_top": full, "clean_mse_pooled_top": coarse}
