@@ -18,7 +18,7 @@ import pytest
 xr = pytest.importorskip("xarray")
 pytest.importorskip("netCDF4")
 
-from mdcli.data.era5_import import (  # noqa: E402
+from mdcli.data.importing import (  # noqa: E402
     Axis,
     import_tc,
     parse_levels,

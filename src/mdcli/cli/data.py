@@ -91,7 +91,7 @@ def import_(
 
     Policies and file naming: docs/data.md, section `mdcli data import`.
     """
-    from mdcli.data.era5_import import import_tc
+    from mdcli.data.importing import import_tc
 
     start = time.perf_counter()
     import_tc(era5, ir, track, out, size=size, window_deg=window_deg, levels=levels,

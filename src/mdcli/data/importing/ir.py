@@ -1,0 +1,144 @@
+"""Satellite IR frames of one storm (brightness temperature in K)."""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mdcli.data.importing.common import EPOCH, LAT_NAMES, LON_NAMES, format_time, hours_of
+from mdcli.data.importing.grid import Axis, Grid, Reader
+from mdcli.data.importing.netcdf import find, open_netcdf, require_netcdf, with_time_dim
+from mdcli.data.importing.units import conversion
+from mdcli.errors import InputError
+
+IR_NAMES = ("IRWIN", "irwin_cdr", "irwin", "IR", "ir", "Tb", "tb")
+FRAME_NAME = re.compile(r"^(\d{12})\.npy$")
+
+
+@dataclass
+class IRFrame:
+    """One IR frame: its time (hours since 1970), grid and a reader of brightness temperature
+    in K."""
+
+    hours: float
+    grid: Grid
+    read: Reader
+    source: str
+
+
+def _nc_ir_frames(xr: Any, path: Path, stack: ExitStack) -> list[IRFrame]:
+    ds = open_netcdf(xr, path, "--ir", stack)
+    name = find(IR_NAMES, ds.data_vars)
+    if name is None:
+        raise InputError(f"--ir {path}: no IR variable (looked for {', '.join(IR_NAMES)}); the "
+                         f"file has {', '.join(map(str, ds.data_vars)) or 'no variables'}")
+    da = ds[name]
+    where = f"--ir {path}: variable '{name}'"
+    da, time_dim = with_time_dim(da, ds.variables)
+    lat_name, lon_name = find(LAT_NAMES, ds.variables), find(LON_NAMES, ds.variables)
+    ydim = ds[lat_name].dims[-1] if lat_name else None  # lat may be [lat] or [time, lat]
+    xdim = ds[lon_name].dims[-1] if lon_name else None
+    if time_dim is None or da.ndim != 3 or ydim not in da.dims or xdim not in da.dims:
+        raise InputError(f"{where} has dimensions {tuple(da.dims)}; expected (time, lat, lon) "
+                         f"with lat/latitude, lon/longitude and time coordinates")
+    da = da.transpose(time_dim, ydim, xdim)
+    factor, shift = conversion("ir", da.attrs.get("units"), where)
+    hours = hours_of(ds[time_dim].values, where)
+    lats, lons = np.asarray(ds[lat_name].values), np.asarray(ds[lon_name].values)
+    frames = []
+    for k, t in enumerate(hours):
+        grid = Grid(Axis("latitude", lats[k] if lats.ndim == 2 else lats, f"--ir {path}"),
+                    Axis("longitude", lons[k] if lons.ndim == 2 else lons, f"--ir {path}"))
+
+        def read(rows: slice, cols: Any, k: int = k) -> np.ndarray:
+            try:
+                raw = da.isel({time_dim: k, ydim: rows, xdim: cols}).values
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise InputError(f"--ir {path}: cannot read '{name}' ({exc})") from None
+            return np.asarray(raw, dtype=np.float64) * factor + shift
+        frames.append(IRFrame(float(t), grid, read, f"{path} (time {format_time(t)})"))
+    return frames
+
+
+def _npy_ir_frames(folder: Path, files: list[Path]) -> list[IRFrame]:
+    grid_file = folder / "grid.json"
+    if not grid_file.is_file():
+        raise InputError(f"--ir {folder}: missing grid.json (expected {{\"lat\": [first row, "
+                         f"last row], \"lon\": [first column, last column]}} in degrees)")
+    default = _grid_json(grid_file)
+    frames = []
+    for f in files:
+        match = FRAME_NAME.match(f.name)
+        if not match:
+            raise InputError(f"--ir {f}: frame names must be <YYYYmmddHHMM>.npy")
+        try:
+            hours = (datetime.strptime(match.group(1), "%Y%m%d%H%M") - EPOCH
+                     ).total_seconds() / 3600.0
+        except ValueError:
+            raise InputError(f"--ir {f}: {match.group(1)} is not a YYYYmmddHHMM time") from None
+        try:
+            array = np.load(f, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--ir {f}: cannot read as a .npy array ({exc})") from None
+        if array.ndim != 2:
+            raise InputError(f"--ir {f}: shape {array.shape}, expected a 2-D frame [lat, lon]")
+        own = f.with_suffix(".json")
+        lat, lon = _grid_json(own) if own.is_file() else default
+        grid = Grid(Axis("latitude", np.linspace(*lat, array.shape[0]), f"--ir {f}"),
+                    Axis("longitude", np.linspace(*lon, array.shape[1]), f"--ir {f}"))
+
+        def read(rows: slice, cols: Any, array: np.ndarray = array) -> np.ndarray:
+            return np.asarray(array[rows][:, cols], dtype=np.float64)
+        frames.append(IRFrame(hours, grid, read, str(f)))
+    return frames
+
+
+def _grid_json(path: Path) -> tuple[tuple[float, float], tuple[float, float]]:
+    try:
+        spec = json.loads(path.read_text())
+        lat, lon = (tuple(float(x) for x in spec[k]) for k in ("lat", "lon"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"--ir {path}: expected {{\"lat\": [first row, last row], \"lon\": "
+                         f"[first column, last column]}} in degrees ({exc})") from None
+    if len(lat) != 2 or len(lon) != 2:
+        raise InputError(f"--ir {path}: 'lat' and 'lon' must be [first, last] pairs")
+    return lat, lon  # type: ignore[return-value]
+
+
+def open_ir(path: str | Path, storm: str, n_storms: int, stack: ExitStack) -> list[IRFrame]:
+    """The IR frames of ``storm``, sorted by time. ``path`` is a folder holding
+    ``<storm>.nc`` or ``<storm>/`` (``*.nc`` files or ``<YYYYmmddHHMM>.npy`` frames plus
+    ``grid.json``), or one NetCDF file when the track has a single storm."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"--ir {path}: not found")
+    if path.is_file():
+        if n_storms != 1:
+            raise InputError(f"--ir {path}: a single file serves a one-storm track; the track "
+                             f"has {n_storms} storms: give a folder with <storm_id>.nc files")
+        frames = _nc_ir_frames(require_netcdf(), path, stack)
+    elif (path / f"{storm}.nc").is_file():
+        frames = _nc_ir_frames(require_netcdf(), path / f"{storm}.nc", stack)
+    elif (path / storm).is_dir():
+        folder = path / storm
+        ncs, npys = sorted(folder.glob("*.nc")), sorted(folder.glob("*.npy"))
+        if ncs:
+            xr = require_netcdf()
+            frames = [f for nc in ncs for f in _nc_ir_frames(xr, nc, stack)]
+        elif npys:
+            frames = _npy_ir_frames(folder, npys)
+        else:
+            raise InputError(f"--ir {folder}: no *.nc or <YYYYmmddHHMM>.npy frames for storm "
+                             f"'{storm}'")
+    else:
+        raise InputError(f"--ir {path}: no IR frames for storm '{storm}' (looked for "
+                         f"{storm}.nc and a folder {storm}/)")
+    frames.sort(key=lambda f: f.hours)
+    return frames
