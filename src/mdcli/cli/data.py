@@ -16,6 +16,15 @@ app = typer.Typer(name="data", no_args_is_help=True,
                        "satellite IR + a track (import), and file inspection (info).")
 
 
+TrackFormatOpt = Annotated[str | None, typer.Option(
+    "--track-format", metavar="FORMAT", help="Force the track format: csv, ibtracs-csv, "
+                                             "ibtracs-nc, hurdat2, climada-csv, climada-nc "
+                                             "(default: detected from the content).")]
+StormOpt = Annotated[list[str] | None, typer.Option(
+    "--storm", metavar="SID|NAME:SEASON", help="Keep only this storm (repeatable), e.g. "
+                                               "1992230N11325, AL041992 or ANDREW:1992.")]
+
+
 @app.command("synth-tc")
 def synth_tc(
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.h5",
@@ -62,8 +71,9 @@ def import_(
                                      "IRWIN) or <storm_id>/ with <YYYYmmddHHMM>.npy frames and "
                                      "grid.json; one .nc file for a one-storm track.")],
     track: Annotated[Path, typer.Option(
-        "--track", metavar="CSV", help="Track: storm_id,time,lat,lon[,intensity,pressure,"
-                                       "category] (ISO times, m/s, hPa).")],
+        "--track", metavar="FILE", help="Best track: IBTrACS CSV/NetCDF, HURDAT2, a CLIMADA "
+                                        "extract, or CSV storm_id,time,lat,lon[,intensity,"
+                                        "pressure,category] (ISO times, m/s, hPa).")],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.h5",
                                       help="HDF5 file to write (replaced atomically).")],
     size: Annotated[int, typer.Option(
@@ -82,6 +92,8 @@ def import_(
     normalise: Annotated[str, typer.Option(
         "--normalise", metavar="layout|data", help="ERA5 offsets/scales: the layout's fixed "
                                                    "ones, or mean/std of the data.")] = "layout",
+    track_format: TrackFormatOpt = None,
+    storm: StormOpt = None,
 ) -> None:
     """Import ERA5 fields, satellite IR frames and a track CSV into the mdcli-tc layout.
 
@@ -95,7 +107,8 @@ def import_(
 
     start = time.perf_counter()
     import_tc(era5, ir, track, out, size=size, window_deg=window_deg, levels=levels,
-              max_gap_hours=max_gap_hours, frames=frames, normalise=normalise)
+              max_gap_hours=max_gap_hours, frames=frames, normalise=normalise,
+              track_format=track_format, storms=storm or ())
     log.info("wrote %s (%.1f MB) in %.1f s", out, out.stat().st_size / 1e6,
              time.perf_counter() - start)
 

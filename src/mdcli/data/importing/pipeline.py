@@ -22,7 +22,8 @@ from mdcli.logs import log
 def import_tc(era5: Sequence[str | Path], ir: str | Path, track: str | Path, out: str | Path,
               *, size: int = 64, window_deg: float = 10.0,
               levels: str | Mapping[str, float] | None = None, max_gap_hours: float = 3.0,
-              frames: int | None = None, normalise: str = "layout") -> Path:
+              frames: int | None = None, normalise: str = "layout",
+              track_format: str | None = None, storms: Sequence[str] = ()) -> Path:
     """Import ERA5 + IR + track into the ``mdcli-tc`` HDF5 file ``out`` (written atomically).
 
     Parameters
@@ -31,7 +32,8 @@ def import_tc(era5: Sequence[str | Path], ir: str | Path, track: str | Path, out
         the variables or the times).
     ir: folder of per-storm IR (``<storm_id>.nc`` or ``<storm_id>/``), or one NetCDF file for a
         one-storm track.
-    track: CSV ``storm_id,time,lat,lon[,intensity,pressure,category]``.
+    track: a best track: IBTrACS CSV or NetCDF, HURDAT2, a CLIMADA extract or the CSV
+        ``storm_id,time,lat,lon[,intensity,pressure,category]`` (m/s, hPa).
     size: output pixels per side (a multiple of 16 >= 32).
     window_deg: window width and height in degrees of latitude and longitude.
     levels: pressure levels of z and r, e.g. ``"z=500,r=700"`` (the default).
@@ -41,6 +43,8 @@ def import_tc(era5: Sequence[str | Path], ir: str | Path, track: str | Path, out
         shortest storm's length).
     normalise: ``"layout"`` (the layout's fixed offsets and scales) or ``"data"`` (each ERA5
         variable's mean and standard deviation over the file).
+    track_format: force a track format (default: detected from the content).
+    storms: keep only these storms (SIDs or ``NAME:SEASON``).
 
     Returns
     -------
@@ -60,7 +64,7 @@ def import_tc(era5: Sequence[str | Path], ir: str | Path, track: str | Path, out
         raise InputError(f"--frames: got {frames}, expected an integer >= 2")
     check_output(out)
     lv = parse_levels(levels)
-    storms = read_track(track)
+    storms = read_track(track, track_format, storms)
     with ExitStack() as stack:
         fields = open_era5(list(era5), lv, stack)
         ir_frames = {s.name: open_ir(ir, s.name, len(storms), stack) for s in storms}
