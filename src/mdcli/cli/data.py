@@ -64,8 +64,9 @@ def synth_tc(
 @app.command("import")
 def import_(
     era5: Annotated[list[Path], typer.Option(
-        "--era5", metavar="FILE.nc", help="ERA5 NetCDF file or folder of *.nc (repeatable): "
-                                          "sst, msl (single levels), z, r (pressure levels).")],
+        "--era5", metavar="FILE", help="ERA5 download (repeatable): NetCDF, GRIB (mdcli[grib]) "
+                                       "or a CDS zip of them, or a folder of those; sst, msl "
+                                       "(single levels), z, r (pressure levels).")],
     ir: Annotated[Path, typer.Option(
         "--ir", metavar="PATH", help="Folder of per-storm IR: <storm_id>.nc (HURSAT-style, e.g. "
                                      "IRWIN) or <storm_id>/ with <YYYYmmddHHMM>.npy frames and "
@@ -94,6 +95,12 @@ def import_(
                                                    "ones, or mean/std of the data.")] = "layout",
     track_format: TrackFormatOpt = None,
     storm: StormOpt = None,
+    var: Annotated[str | None, typer.Option(
+        "--var", metavar="VAR=NAME,...", help="The files' names of sst, msl, z, r, e.g. "
+                                              "msl=slp.")] = None,
+    level: Annotated[str | None, typer.Option(
+        "--level", metavar="HPA|z=HPA,r=HPA", help="Pressure level of one-level files that "
+                                                   "have no level coordinate.")] = None,
 ) -> None:
     """Import ERA5 fields, satellite IR frames and a track CSV into the mdcli-tc layout.
 
@@ -108,7 +115,7 @@ def import_(
     start = time.perf_counter()
     import_tc(era5, ir, track, out, size=size, window_deg=window_deg, levels=levels,
               max_gap_hours=max_gap_hours, frames=frames, normalise=normalise,
-              track_format=track_format, storms=storm or ())
+              track_format=track_format, storms=storm or (), variables=var, level=level)
     log.info("wrote %s (%.1f MB) in %.1f s", out, out.stat().st_size / 1e6,
              time.perf_counter() - start)
 

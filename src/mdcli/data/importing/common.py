@@ -16,10 +16,6 @@ DEFAULT_LEVELS = {"z": 500.0, "r": 700.0}  # hPa
 
 PRESSURE_VARIABLES = ("z", "r")
 NORMALISE_MODES = ("layout", "data")
-TIME_NAMES = ("valid_time", "time")
-LEVEL_NAMES = ("pressure_level", "level", "isobaricInhPa", "plev")
-LAT_NAMES = ("latitude", "lat")
-LON_NAMES = ("longitude", "lon")
 EPOCH = datetime(1970, 1, 1)
 
 
@@ -39,9 +35,16 @@ def format_time(hours: float) -> str:
     return (EPOCH + timedelta(hours=float(hours))).strftime("%Y-%m-%dT%H:%M")
 
 
-def hours_of(values: Any, where: str) -> np.ndarray:
-    values = np.atleast_1d(np.asarray(values))
+def hours_of(var: Any, where: str) -> np.ndarray:
+    """Hours since 1970-01-01 of a decoded time coordinate (a DataArray)."""
+    values = np.atleast_1d(np.asarray(var.values))
     if values.dtype.kind != "M":
+        units = str(var.attrs.get("units") or var.encoding.get("units") or "")
+        if units.split(" ")[0].lower() in ("months", "month", "years", "year"):
+            raise InputError(f"{where}: time '{var.name}' is in {units!r}: months and years "
+                             f"have no fixed length, so these are not dates; re-encode the "
+                             f"time as 'hours since ...' or 'days since ...' (e.g. cdo "
+                             f"settunits,days)")
         raise InputError(f"{where}: the time coordinate is not decoded as dates (dtype "
                          f"{values.dtype}); expected CF units such as 'hours since 1970-01-01'")
     return values.astype("datetime64[s]").astype(np.int64) / 3600.0
@@ -89,3 +92,39 @@ def fill_nan(frame: np.ndarray, fill: float) -> int:
     index = distance_transform_edt(bad, return_distances=False, return_indices=True)
     frame[bad] = frame[tuple(index)][bad]
     return n
+
+
+def parse_names(text: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``"msl=slp,sst=SST"`` (or a mapping) -> ``{"msl": "slp", "sst": "SST"}``: the files'
+    names of layout variables."""
+    from mdcli.data.layout import VARIABLES
+
+    if text is None:
+        return {}
+    items = text.items() if isinstance(text, Mapping) else [
+        p.strip().partition("=")[::2] for p in text.split(",") if p.strip()]
+    out = {}
+    for key, value in items:
+        key, value = key.strip(), value.strip()
+        if key not in VARIABLES or not value:
+            raise InputError(f"--var {text!r}: expected VARIABLE=NAME with VARIABLE one of "
+                             f"{', '.join(VARIABLES)} (e.g. msl=slp)")
+        out[key] = value
+    return out
+
+
+def parse_single_level(text: str | Mapping[str, float] | None) -> dict[str, float]:
+    """``--level``: ``"500"`` (z and r) or ``"z=500,r=700"``: the level of one-level files."""
+    if text is None:
+        return {}
+    if isinstance(text, str) and "=" not in text:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"--level {text!r}: expected hPa (e.g. 500) or z=500,r=700"
+                             ) from None
+        text = {v: value for v in PRESSURE_VARIABLES}
+    given = parse_levels(text)
+    keys = text.keys() if isinstance(text, Mapping) else [
+        p.partition("=")[0].strip() for p in text.split(",") if p.strip()]
+    return {k: given[k] for k in keys}

@@ -103,3 +103,60 @@ def window_offsets(size: int, window_deg: float) -> tuple[np.ndarray, np.ndarray
     east). Pixel ``i`` covers ``[i - 0.5, i + 0.5]``; the storm sits at ``size / 2 - 0.5``."""
     edge = (np.arange(size) + 0.5) * window_deg / size - window_deg / 2.0
     return -edge, edge
+
+
+class CurvilinearGrid:
+    """A grid with 2-D latitude/longitude (rotated, swath or geostationary): windows are
+    sampled linearly on the Delaunay triangles of the source pixel centres (exact for fields
+    linear in latitude and longitude), reading only the block of pixels around the window."""
+
+    def __init__(self, lat: Any, lon: Any, where: str) -> None:
+        self.lat = np.asarray(lat, dtype=np.float64)
+        self.lon = np.asarray(lon, dtype=np.float64)
+        self.where = where
+        if self.lat.shape != self.lon.shape or self.lat.ndim != 2 or min(self.lat.shape) < 2:
+            raise InputError(f"{where}: 2-D latitude and longitude must share one shape of at "
+                             f"least 2 x 2 (got {self.lat.shape} and {self.lon.shape})")
+
+    def locate(self, lat: float, lon: float, lat_off: np.ndarray,
+               lon_off: np.ndarray) -> tuple[tuple[slice, slice], tuple] | None:
+        """``((row block, column block), (vertices, weights))`` of the window's pixel centres,
+        or ``None`` if any lies outside the grid."""
+        from scipy.spatial import Delaunay
+
+        src_lon = (self.lon - lon + 180.0) % 360.0 - 180.0  # degrees east of the centre
+        src_lat = self.lat - lat
+        margin = 2.0 * max(np.abs(np.diff(self.lat, axis=0)).max(initial=0.0),
+                           np.abs(np.diff(src_lon, axis=1)).max(initial=0.0), 1e-6)
+        near = ((src_lat >= lat_off.min() - margin) & (src_lat <= lat_off.max() + margin)
+                & (src_lon >= lon_off.min() - margin) & (src_lon <= lon_off.max() + margin)
+                & np.isfinite(src_lat) & np.isfinite(src_lon))
+        rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
+        if rows.size < 2 or cols.size < 2:
+            return None
+        rsel, csel = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+        pts = np.column_stack([src_lat[rsel, csel].ravel(), src_lon[rsel, csel].ravel()])
+        ok = np.all(np.isfinite(pts), axis=1)
+        try:
+            tri = Delaunay(pts[ok])
+        except Exception:  # scipy's QhullError: degenerate (collinear) points
+            return None
+        target = np.column_stack([np.repeat(lat_off, lon_off.size),
+                                  np.tile(lon_off, lat_off.size)])
+        simplex = tri.find_simplex(target)
+        if np.any(simplex < 0):
+            return None
+        transform = tri.transform[simplex]
+        bary = np.einsum("ijk,ik->ij", transform[:, :2], target - transform[:, 2])
+        weights = np.column_stack([bary, 1.0 - bary.sum(axis=1)])
+        vertices = np.flatnonzero(ok)[tri.simplices[simplex]]
+        return (rsel, csel), (vertices, weights, (lat_off.size, lon_off.size))
+
+    def sample(self, read: Reader, block: tuple[slice, slice], stencil: tuple) -> np.ndarray:
+        vertices, weights, shape = stencil
+        values = np.asarray(read(*block), dtype=np.float64).ravel()
+        return (values[vertices] * weights).sum(axis=1).reshape(shape)
+
+    def describe(self) -> str:
+        return (f"curvilinear, latitude {np.nanmin(self.lat):g}..{np.nanmax(self.lat):g}, "
+                f"longitude {np.nanmin(self.lon):g}..{np.nanmax(self.lon):g}")

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from mdcli.data.importing.common import EPOCH, LAT_NAMES, LON_NAMES, format_time, hours_of
-from mdcli.data.importing.grid import Axis, Grid, Reader
-from mdcli.data.importing.netcdf import find, open_netcdf, require_netcdf, with_time_dim
-from mdcli.data.importing.units import conversion
+from mdcli.data.importing.common import EPOCH, format_time, hours_of
+from mdcli.data.importing.coords import find_coord, require_values
+from mdcli.data.importing.grid import Axis, CurvilinearGrid, Grid, Reader
+from mdcli.data.importing.netcdf import open_netcdf, require_netcdf
+from mdcli.data.importing.units import check_plausible, conversion
 from mdcli.errors import InputError
 
 IR_NAMES = ("IRWIN", "irwin_cdr", "irwin", "IR", "ir", "Tb", "tb")
@@ -28,42 +29,68 @@ class IRFrame:
     in K."""
 
     hours: float
-    grid: Grid
+    grid: Grid | CurvilinearGrid
     read: Reader
     source: str
 
 
 def _nc_ir_frames(xr: Any, path: Path, stack: ExitStack) -> list[IRFrame]:
+    """Frames of a NetCDF file: lat/lon as 1-D axes, per-frame axes ``[time, n]`` or 2-D
+    (curvilinear) ``[y, x]`` / ``[time, y, x]``."""
     ds = open_netcdf(xr, path, "--ir", stack)
-    name = find(IR_NAMES, ds.data_vars)
+    name = next((n for n in IR_NAMES if n in ds.data_vars), None)
     if name is None:
         raise InputError(f"--ir {path}: no IR variable (looked for {', '.join(IR_NAMES)}); the "
                          f"file has {', '.join(map(str, ds.data_vars)) or 'no variables'}")
     da = ds[name]
     where = f"--ir {path}: variable '{name}'"
-    da, time_dim = with_time_dim(da, ds.variables)
-    lat_name, lon_name = find(LAT_NAMES, ds.variables), find(LON_NAMES, ds.variables)
-    ydim = ds[lat_name].dims[-1] if lat_name else None  # lat may be [lat] or [time, lat]
-    xdim = ds[lon_name].dims[-1] if lon_name else None
-    if time_dim is None or da.ndim != 3 or ydim not in da.dims or xdim not in da.dims:
+    for kind in ("latitude", "longitude"):
+        require_values(da, kind, where)
+    time_name = find_coord(ds, "time", da.dims)
+    if time_name is not None and time_name not in da.dims:
+        da = da.expand_dims(time_name)
+    lat_name, lon_name = find_coord(ds, "latitude", da.dims), find_coord(ds, "longitude",
+                                                                         da.dims)
+    if time_name is None or da.ndim != 3 or lat_name is None or lon_name is None:
         raise InputError(f"{where} has dimensions {tuple(da.dims)}; expected (time, lat, lon) "
-                         f"with lat/latitude, lon/longitude and time coordinates")
-    da = da.transpose(time_dim, ydim, xdim)
-    factor, shift = conversion("ir", da.attrs.get("units"), where)
-    hours = hours_of(ds[time_dim].values, where)
-    lats, lons = np.asarray(ds[lat_name].values), np.asarray(ds[lon_name].values)
+                         f"with latitude, longitude and time coordinates")
+    lat, lon = ds[lat_name], ds[lon_name]
+    space = [d for d in da.dims if d != time_name]
+    curvilinear = lat.dims == lon.dims and set(space) <= set(lat.dims)
+    if curvilinear:
+        ydim, xdim = [d for d in lat.dims if d in space]
+    else:
+        ydim, xdim = lat.dims[-1], lon.dims[-1]  # lat may be [lat] or [time, lat]
+    if {ydim, xdim} != set(space):
+        raise InputError(f"{where} has dimensions {tuple(da.dims)}; its latitude "
+                         f"'{lat_name}' {lat.dims} and longitude '{lon_name}' {lon.dims} do "
+                         f"not span them")
+    da = da.transpose(time_name, ydim, xdim)
+    units = da.attrs.get("units")
+    factor, shift = conversion("ir", units, where)
+    hours = hours_of(ds[time_name], where)
+    lats = np.asarray(lat.transpose(*[d for d in lat.dims if d not in (ydim, xdim)], *[
+        d for d in (ydim, xdim) if d in lat.dims]).values)
+    lons = np.asarray(lon.transpose(*[d for d in lon.dims if d not in (ydim, xdim)], *[
+        d for d in (ydim, xdim) if d in lon.dims]).values)
+    per_frame = time_name in lat.dims
     frames = []
     for k, t in enumerate(hours):
-        grid = Grid(Axis("latitude", lats[k] if lats.ndim == 2 else lats, f"--ir {path}"),
-                    Axis("longitude", lons[k] if lons.ndim == 2 else lons, f"--ir {path}"))
+        la, lo = (lats[k], lons[k]) if per_frame else (lats, lons)
+        grid: Grid | CurvilinearGrid = (
+            CurvilinearGrid(la, lo, f"--ir {path}") if curvilinear else
+            Grid(Axis("latitude", la, f"--ir {path}"), Axis("longitude", lo, f"--ir {path}")))
 
-        def read(rows: slice, cols: Any, k: int = k) -> np.ndarray:
+        def read(rows: Any, cols: Any, k: int = k) -> np.ndarray:
             try:
-                raw = da.isel({time_dim: k, ydim: rows, xdim: cols}).values
+                raw = da.isel({time_name: k, ydim: rows, xdim: cols}).values
             except (OSError, RuntimeError, ValueError) as exc:
                 raise InputError(f"--ir {path}: cannot read '{name}' ({exc})") from None
             return np.asarray(raw, dtype=np.float64) * factor + shift
         frames.append(IRFrame(float(t), grid, read, f"{path} (time {format_time(t)})"))
+    first = frames[0].read(slice(None, None, 4), slice(None, None, 4)) if frames else None
+    if first is not None:
+        check_plausible("ir", first, units, where)
     return frames
 
 

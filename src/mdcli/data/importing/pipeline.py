@@ -6,12 +6,18 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from mdcli.data.importing.common import DEFAULT_LEVELS, NORMALISE_MODES, parse_levels
+from mdcli.data.importing.common import (
+    DEFAULT_LEVELS,
+    NORMALISE_MODES,
+    parse_levels,
+    parse_names,
+    parse_single_level,
+)
 from mdcli.data.importing.era5 import open_era5
 from mdcli.data.importing.grid import window_offsets
 from mdcli.data.importing.ir import open_ir
-from mdcli.data.importing.netcdf import expand
 from mdcli.data.importing.plan import plan_frame, segments
+from mdcli.data.importing.sources import expand
 from mdcli.data.importing.tracks import read_track
 from mdcli.data.importing.write import write_import
 from mdcli.data.layout import check_output
@@ -23,7 +29,9 @@ def import_tc(era5: Sequence[str | Path], ir: str | Path, track: str | Path, out
               *, size: int = 64, window_deg: float = 10.0,
               levels: str | Mapping[str, float] | None = None, max_gap_hours: float = 3.0,
               frames: int | None = None, normalise: str = "layout",
-              track_format: str | None = None, storms: Sequence[str] = ()) -> Path:
+              track_format: str | None = None, storms: Sequence[str] = (),
+              variables: str | Mapping[str, str] | None = None,
+              level: str | Mapping[str, float] | None = None) -> Path:
     """Import ERA5 + IR + track into the ``mdcli-tc`` HDF5 file ``out`` (written atomically).
 
     Parameters
@@ -45,6 +53,9 @@ def import_tc(era5: Sequence[str | Path], ir: str | Path, track: str | Path, out
         variable's mean and standard deviation over the file).
     track_format: force a track format (default: detected from the content).
     storms: keep only these storms (SIDs or ``NAME:SEASON``).
+    variables: the files' names of layout variables, e.g. ``"msl=slp"``.
+    level: the pressure level (hPa) of one-level files without a level coordinate, e.g.
+        ``"500"`` (z and r) or ``"z=500,r=700"``.
 
     Returns
     -------
@@ -64,9 +75,11 @@ def import_tc(era5: Sequence[str | Path], ir: str | Path, track: str | Path, out
         raise InputError(f"--frames: got {frames}, expected an integer >= 2")
     check_output(out)
     lv = parse_levels(levels)
+    names = parse_names(variables)
+    single = parse_single_level(level)
     storms = read_track(track, track_format, storms)
     with ExitStack() as stack:
-        fields = open_era5(list(era5), lv, stack)
+        fields = open_era5(list(era5), lv, stack, names, single)
         ir_frames = {s.name: open_ir(ir, s.name, len(storms), stack) for s in storms}
         length = frames or min(len(s) for s in storms)
         rows = segments([len(s) for s in storms], length)
@@ -90,7 +103,7 @@ def import_tc(era5: Sequence[str | Path], ir: str | Path, track: str | Path, out
                         "scales may not suit them (consider --normalise data)", lv)
         try:
             write_import(out, plan, storms, fields, lv, size, window_deg, normalise,
-                   {"era5": [str(p) for p in expand(list(era5), "--era5", ".nc")],
+                   {"era5": [str(p) for p in expand(list(era5), "--era5")],
                     "ir": str(ir), "track": str(track), "max_gap_hours": max_gap_hours,
                     "frame_policy": f"segments of {length} consecutive track points; the rest "
                                     f"of each storm dropped"})

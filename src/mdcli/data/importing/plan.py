@@ -9,7 +9,7 @@ import numpy as np
 
 from mdcli.data.importing.common import format_time
 from mdcli.data.importing.era5 import Era5Field
-from mdcli.data.importing.grid import Grid, Reader
+from mdcli.data.importing.grid import CurvilinearGrid, Grid, Reader
 from mdcli.data.importing.ir import IRFrame
 from mdcli.data.importing.tracks import StormTrack
 from mdcli.errors import InputError
@@ -18,7 +18,7 @@ from mdcli.errors import InputError
 @dataclass
 class Sample:
     read: Reader
-    grid: Grid
+    grid: Grid | CurvilinearGrid
     rows: np.ndarray
     cols: np.ndarray
     weight: float
