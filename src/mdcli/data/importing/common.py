@@ -39,12 +39,6 @@ def hours_of(var: Any, where: str) -> np.ndarray:
     """Hours since 1970-01-01 of a decoded time coordinate (a DataArray)."""
     values = np.atleast_1d(np.asarray(var.values))
     if values.dtype.kind != "M":
-        units = str(var.attrs.get("units") or var.encoding.get("units") or "")
-        if units.split(" ")[0].lower() in ("months", "month", "years", "year"):
-            raise InputError(f"{where}: time '{var.name}' is in {units!r}: months and years "
-                             f"have no fixed length, so these are not dates; re-encode the "
-                             f"time as 'hours since ...' or 'days since ...' (e.g. cdo "
-                             f"settunits,days)")
         raise InputError(f"{where}: the time coordinate is not decoded as dates (dtype "
                          f"{values.dtype}); expected CF units such as 'hours since 1970-01-01'")
     return values.astype("datetime64[s]").astype(np.int64) / 3600.0

@@ -26,6 +26,23 @@ def open_netcdf(xr: Any, path: Path, option: str, stack: ExitStack) -> Any:
     try:
         ds = xr.open_dataset(path, engine="netcdf4", cache=False)
     except (OSError, ValueError, RuntimeError) as exc:
+        _explain_times(xr, path, option)
         raise InputError(f"{option} {path}: cannot read as NetCDF ({exc})") from None
     stack.callback(ds.close)
     return ds
+
+
+def _explain_times(xr: Any, path: Path, option: str) -> None:
+    """A time in months or years (no fixed length, so not decodable) gets its own line."""
+    try:
+        with xr.open_dataset(path, engine="netcdf4", decode_times=False) as raw:
+            for name, var in raw.variables.items():
+                units = str(var.attrs.get("units", ""))
+                if units.split(" ")[0].lower() in ("months", "month", "years", "year") and \
+                        "since" in units:
+                    raise InputError(f"{option} {path}: time '{name}' is in {units!r}: months "
+                                     f"and years have no fixed length, so these are not dates; "
+                                     f"re-encode the time as 'hours since ...' or 'days since "
+                                     f"...' (e.g. cdo settunits,days)")
+    except (OSError, ValueError, RuntimeError):
+        return

@@ -1,0 +1,177 @@
+"""``mdcli data import`` with the files users have: curvilinear IR, CF coordinates and units
+(``lev``/``plev`` in Pa, ``deg_C``, fractions), ERA5 + ERA5T ``expver``, one-level files,
+renamed variables, zip downloads; and the silent-wrong-data cases, which must now be errors.
+Values are checked pixel by pixel against the analytic fields of test_data_import."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+xr = pytest.importorskip("xarray")
+pytest.importorskip("netCDF4")
+pytest.importorskip("cf_xarray")
+
+from mdcli.data.importing import import_tc  # noqa: E402
+from mdcli.errors import InputError  # noqa: E402
+from test_data_import import (  # noqa: E402
+    ERA5_LAT,
+    ERA5_LON,
+    HOURS,
+    SIZE,
+    T0,
+    VARS,
+    WINDOW,
+    al01_points,
+    al02_points,
+    check_values,
+    era5_dataset,
+    ir_times,
+    make_inputs,
+    phys,
+    write_nc,
+)
+
+POINTS = [al01_points(), al02_points()]
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    return make_inputs(tmp_path)
+
+
+def one_file(inputs, change=None, name="era5.nc", **kw):
+    """All four variables in one file, ``change(ds) -> ds`` applied before writing."""
+    ds = era5_dataset(VARS, HOURS, ERA5_LAT, ERA5_LON)
+    if change is not None:
+        ds = change(ds)
+    inputs["era5"] = [write_nc(ds, inputs["tmp"] / name)]
+    return import_tc(inputs["era5"], inputs["ir"], inputs["track"], inputs["out"], size=SIZE,
+                     window_deg=WINDOW, **kw)
+
+
+def test_curvilinear_ir_is_regridded_onto_the_window(inputs):
+    """IR on a grid rotated by 30 degrees with 2-D lat/lon (y, x): the linear field is
+    reproduced exactly by linear interpolation on the triangles of the pixel centres."""
+    hours = np.array(ir_times("AL01"))
+    i, j = np.meshgrid(np.arange(90.0), np.arange(110.0), indexing="ij")
+    a = np.deg2rad(30.0)
+    lat = 8.0 + 0.2 * (i * np.cos(a) + j * np.sin(a)) - 8.0
+    lon = -95.0 + 0.2 * (-i * np.sin(a) + j * np.cos(a)) + 8.0
+    tb = phys("ir", lat[None], lon[None], hours[:, None, None]).astype(np.float64)
+    ds = xr.Dataset({"IRWIN": (("time", "y", "x"), tb, {"units": "K"})},
+                    coords={"time": T0 + (hours * 3600).astype("timedelta64[s]"),
+                            "lat": (("y", "x"), lat, {"units": "degrees_north"}),
+                            "lon": (("y", "x"), lon, {"units": "degrees_east"})})
+    (inputs["ir"] / "AL01.nc").unlink()
+    write_nc(ds, inputs["ir"] / "AL01.nc", "time")
+    out = import_tc(inputs["era5"], inputs["ir"], inputs["track"], inputs["out"], size=SIZE,
+                    window_deg=WINDOW)
+    check_values(out, POINTS)
+
+
+def _to_pa_lev(ds, name):
+    ds = ds.rename(pressure_level=name)
+    return ds.assign_coords({name: (name, ds[name].values * 100.0, {"units": "Pa"})})
+
+
+@pytest.mark.parametrize("change", [
+    lambda ds: _to_pa_lev(ds, "lev"),
+    lambda ds: _to_pa_lev(ds, "plev"),
+    lambda ds: ds.assign(sst=(ds.sst.dims, ds.sst.values - 273.15, {"units": "deg_C"})),
+    lambda ds: ds.assign(r=(ds.r.dims, ds.r.values / 100.0, {"units": "1"})),
+    lambda ds: ds.assign(msl=(ds.msl.dims, ds.msl.values / 100.0, {"units": "mb"})),
+    lambda ds: ds.assign(z=(ds.z.dims, ds.z.values, {"units": "m2 s-2"})),
+], ids=["lev-Pa", "plev-Pa", "deg_C", "r-fraction", "msl-mb", "z-m2s-2"])
+def test_cf_coordinates_and_units_give_the_right_values(inputs, change):
+    check_values(one_file(inputs, change), POINTS)
+
+
+def test_expver_merges_era5_and_era5t(inputs):
+    """The archived layout: an ``expver`` dimension (1 = ERA5, 5 = ERA5T), each NaN where the
+    other holds the data (ERA5 until 11:00, ERA5T afterwards)."""
+    def split(ds):
+        era5t = HOURS >= 12
+        cubes = {}
+        for v in VARS:
+            a = ds[v]
+            first = a.where(~xr.DataArray(era5t, dims="valid_time"))
+            second = a.where(xr.DataArray(era5t, dims="valid_time"))
+            cubes[v] = xr.concat([first, second], dim="expver").transpose("valid_time",
+                                                                          "expver", ...)
+            cubes[v].attrs = a.attrs
+        return xr.Dataset(cubes).assign_coords(expver=("expver", np.array(["0001", "0005"])))
+    check_values(one_file(inputs, split), POINTS)
+
+
+def test_one_level_files_with_level_option_and_renamed_variables(inputs):
+    """z at 500 hPa and r at 700 hPa in files with no level coordinate; msl called slp."""
+    full = era5_dataset(VARS, HOURS, ERA5_LAT, ERA5_LON)
+    tmp = inputs["tmp"]
+    sl = write_nc(full[["sst", "msl"]].rename(msl="slp"), tmp / "sl.nc")
+    z = write_nc(full[["z"]].sel(pressure_level=500.0).drop_vars("pressure_level"), tmp / "z.nc")
+    r = write_nc(full[["r"]].sel(pressure_level=700.0).drop_vars("pressure_level"), tmp / "r.nc")
+    kw = {"size": SIZE, "window_deg": WINDOW}
+    with pytest.raises(InputError, match=r"'z' has no pressure-level coordinate.*--level z=500"):
+        import_tc([sl, z, r], inputs["ir"], inputs["track"], inputs["out"], variables="msl=slp",
+                  **kw)
+    with pytest.raises(InputError, match=r"variable 'msl' not found.*--var msl=NAME"):
+        import_tc([sl, z, r], inputs["ir"], inputs["track"], inputs["out"], level="z=500,r=700",
+                  **kw)
+    out = import_tc([sl, z, r], inputs["ir"], inputs["track"], inputs["out"],
+                    variables="msl=slp", level="z=500,r=700", **kw)
+    check_values(out, POINTS)
+
+
+def test_zip_download_is_opened_directly(inputs):
+    archive = inputs["tmp"] / "download.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for k, path in enumerate(inputs["era5"]):
+            zf.write(path, f"data_stream-oper_stepType-instant_{k}.nc")
+    out = import_tc([archive], inputs["ir"], inputs["track"], inputs["out"], size=SIZE,
+                    window_deg=WINDOW)
+    check_values(out, POINTS)
+
+
+def _no_units(var, scale):
+    def change(ds):
+        values = ds[var].values * scale
+        return ds.assign({var: (ds[var].dims, values, {})})
+    return change
+
+
+def _months_since(ds):
+    ds = ds.isel(valid_time=slice(0, 3))
+    ds["valid_time"] = ("valid_time", np.arange(3.0), {"units": "months since 2005-08-01"})
+    return ds
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda ds: ds.drop_vars("latitude"), ["variable 'sst'", "dimension 'latitude' has no "
+                                                            "coordinate values"]),
+    (_no_units("r", 0.01), ["variable 'r'", "no units attribute", "values 0.", "expected "
+                                                                             "0..110 percent"]),
+    (_no_units("msl", 0.01), ["variable 'msl'", "values 9.", "expected 850..1090 hPa"]),
+    (lambda ds: ds.assign(sst=(ds.sst.dims, ds.sst.values, {"units": "degC"})),
+     ["variable 'sst'", "units 'degC'", "values 2", "expected -5..45 degC"]),
+    (lambda ds: ds.assign(msl=(ds.msl.dims, ds.msl.values, {"units": "K"})),
+     ["variable 'msl'", "units 'K'", "expected Pa or hPa"]),
+    (lambda ds: ds.assign_coords(pressure_level=("pressure_level", [50000.0, 70000, 85000])),
+     ["level 'pressure_level' has values up to 85000", "no units"]),
+    (_months_since, ["'months since 2005-08-01'", "no fixed length"]),
+], ids=["no-lat-values", "r-fraction-no-units", "msl-no-units", "sst-K-as-degC", "msl-in-K",
+        "level-Pa-no-units", "months-since"])
+def test_silent_wrong_data_is_now_an_error(run_cli, inputs, change, words):
+    ds = change(era5_dataset(VARS, HOURS, ERA5_LAT, ERA5_LON))
+    path = inputs["tmp"] / "bad.nc"
+    ds.to_netcdf(path)
+    out = inputs["out"]
+    result = run_cli("data", "import", "--era5", path, "--ir", inputs["ir"], "--track",
+                     inputs["track"], "--out", out, "--size", SIZE, "--window-deg", WINDOW)
+    lines = result.err.strip().splitlines()
+    assert result.code == 2 and lines[-1].startswith("mdcli: error:"), result.err
+    for w in words:
+        assert w in lines[-1], (w, lines[-1])
+    assert not out.exists()
