@@ -122,11 +122,14 @@ def import_(
 
 @app.command("info")
 def info(
-    path: Annotated[Path, typer.Argument(metavar="FILE",
-                                         help="An mdcli HDF5 file or checkpoint.")],
+    path: Annotated[Path, typer.Argument(
+        metavar="FILE", help="An mdcli HDF5 file or checkpoint, a NetCDF/GRIB/zip download or "
+                             "a best track.")],
 ) -> None:
-    """Print what an mdcli HDF5 file or checkpoint holds: shapes, dtypes, attributes."""
-    from mdcli.storage.inspect import describe
+    """Describe a file: mdcli HDF5/checkpoint contents, a download's variables, dims, units
+    and spans, or a track's storms, points, time span and peak intensity (checked as
+    `mdcli data import` would read it)."""
+    from mdcli.data.describe import describe_file
 
-    for line in describe(path):
+    for line in describe_file(path):
         typer.echo(line)
