@@ -175,3 +175,46 @@ def test_silent_wrong_data_is_now_an_error(run_cli, inputs, change, words):
     for w in words:
         assert w in lines[-1], (w, lines[-1])
     assert not out.exists()
+
+
+def hursat_b1_frames(folder, inputs, storm="AL01"):
+    """AL01's frames as HURSAT-B1 files (one per frame, shipped names), plus a second
+    satellite at 09:00 seen at a larger angle with values 30 K off: it must not be used."""
+    ds = xr.open_dataset(inputs["ir"] / f"{storm}.nc").load()
+    (inputs["ir"] / f"{storm}.nc").unlink()
+    names = []
+    for k, t in enumerate(ds.time.values.astype("datetime64[m]").astype(object)):
+        frame = ds.isel(time=[k])
+        name = f"{storm}.ALPHA.{t:%Y.%m.%d.%H%M}.12.GOE-12.117.hursat-b1.v06.nc"
+        write_nc(frame, folder / name, "time")
+        names.append(name)
+        if t.hour == 9:
+            worse = frame.assign(IRWIN=frame.IRWIN + 30.0)
+            name = f"{storm}.ALPHA.{t:%Y.%m.%d.%H%M}.55.MET-5.120.hursat-b1.v06.nc"
+            write_nc(worse, folder / name, "time")
+            names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("shipped", ["tar.gz", "flat"])
+def test_hursat_b1_as_shipped(inputs, shipped):
+    import tarfile
+
+    import h5py
+
+    if shipped == "flat":
+        hursat_b1_frames(inputs["ir"], inputs)
+    else:
+        staging = inputs["tmp"] / "staging"
+        staging.mkdir()
+        names = hursat_b1_frames(staging, inputs)
+        with tarfile.open(inputs["ir"] / "AL01.ALPHA.2005.tar.gz", "w:gz") as tar:
+            for n in names:
+                tar.add(staging / n, arcname=f"AL01/{n}")
+    out = import_tc(inputs["era5"], inputs["ir"], inputs["track"], inputs["out"], size=SIZE,
+                    window_deg=WINDOW)
+    check_values(out, POINTS)
+    with h5py.File(out) as h5:
+        assert [s.decode() for s in h5["meta/ir_satellite"][0]] == ["GOE-12"] * 5
+        np.testing.assert_array_equal(h5["meta/ir_angle"][0], 12.0)
+        assert h5["meta/ir_satellite"][1, 0] == b"" and np.isnan(h5["meta/ir_angle"][1]).all()

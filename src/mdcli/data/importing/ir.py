@@ -15,6 +15,7 @@ import numpy as np
 from mdcli.data.importing.common import EPOCH, format_time, hours_of
 from mdcli.data.importing.coords import find_coord, require_values
 from mdcli.data.importing.grid import Axis, CurvilinearGrid, Grid, Reader
+from mdcli.data.importing.hursat import flat_frames, frame_info, storm_archive, unpack
 from mdcli.data.importing.netcdf import open_netcdf, require_netcdf
 from mdcli.data.importing.units import check_plausible, conversion
 from mdcli.errors import InputError
@@ -32,9 +33,11 @@ class IRFrame:
     grid: Grid | CurvilinearGrid
     read: Reader
     source: str
+    satellite: str = ""          # from a HURSAT-B1 file name
+    angle: float = float("nan")  # the angle field of a HURSAT-B1 file name
 
 
-def _nc_ir_frames(xr: Any, path: Path, stack: ExitStack) -> list[IRFrame]:
+def _nc_ir_frames(xr: Any, path: Path, stack: ExitStack, label: str = "") -> list[IRFrame]:
     """Frames of a NetCDF file: lat/lon as 1-D axes, per-frame axes ``[time, n]`` or 2-D
     (curvilinear) ``[y, x]`` / ``[time, y, x]``."""
     ds = open_netcdf(xr, path, "--ir", stack)
@@ -87,7 +90,8 @@ def _nc_ir_frames(xr: Any, path: Path, stack: ExitStack) -> list[IRFrame]:
             except (OSError, RuntimeError, ValueError) as exc:
                 raise InputError(f"--ir {path}: cannot read '{name}' ({exc})") from None
             return np.asarray(raw, dtype=np.float64) * factor + shift
-        frames.append(IRFrame(float(t), grid, read, f"{path} (time {format_time(t)})"))
+        frames.append(IRFrame(float(t), grid, read, f"{label or path} (time "
+                                                    f"{format_time(t)})", *frame_info(path)))
     first = frames[0].read(slice(None, None, 4), slice(None, None, 4)) if frames else None
     if first is not None:
         check_plausible("ir", first, units, where)
@@ -140,32 +144,41 @@ def _grid_json(path: Path) -> tuple[tuple[float, float], tuple[float, float]]:
 
 
 def open_ir(path: str | Path, storm: str, n_storms: int, stack: ExitStack) -> list[IRFrame]:
-    """The IR frames of ``storm``, sorted by time. ``path`` is a folder holding
-    ``<storm>.nc`` or ``<storm>/`` (``*.nc`` files or ``<YYYYmmddHHMM>.npy`` frames plus
-    ``grid.json``), or one NetCDF file when the track has a single storm."""
+    """The IR frames of ``storm``, sorted by time (the smallest HURSAT angle first at equal
+    times). ``path`` is a folder holding ``<storm>.nc``, ``<storm>/`` (``*.nc`` files or
+    ``<YYYYmmddHHMM>.npy`` frames plus ``grid.json``), HURSAT-B1 ``<storm>*.tar.gz`` or
+    HURSAT-B1 frame files lying flat; or one NetCDF file / archive for a one-storm track."""
     path = Path(path)
+    xr = None
     if not path.exists():
         raise InputError(f"--ir {path}: not found")
     if path.is_file():
         if n_storms != 1:
             raise InputError(f"--ir {path}: a single file serves a one-storm track; the track "
                              f"has {n_storms} storms: give a folder with <storm_id>.nc files")
-        frames = _nc_ir_frames(require_netcdf(), path, stack)
+        ncs = (unpack(path, stack) if path.name.endswith((".tar.gz", ".tgz", ".tar"))
+               else [path])
+        archive = path if ncs != [path] else None
     elif (path / f"{storm}.nc").is_file():
-        frames = _nc_ir_frames(require_netcdf(), path / f"{storm}.nc", stack)
+        ncs, archive = [path / f"{storm}.nc"], None
     elif (path / storm).is_dir():
         folder = path / storm
-        ncs, npys = sorted(folder.glob("*.nc")), sorted(folder.glob("*.npy"))
-        if ncs:
-            xr = require_netcdf()
-            frames = [f for nc in ncs for f in _nc_ir_frames(xr, nc, stack)]
-        elif npys:
-            frames = _npy_ir_frames(folder, npys)
-        else:
+        ncs, npys, archive = sorted(folder.glob("*.nc")), sorted(folder.glob("*.npy")), None
+        if not ncs and npys:
+            return sorted(_npy_ir_frames(folder, npys), key=lambda f: f.hours)
+        if not ncs:
             raise InputError(f"--ir {folder}: no *.nc or <YYYYmmddHHMM>.npy frames for storm "
                              f"'{storm}'")
+    elif (archive := storm_archive(path, storm)) is not None:
+        ncs = unpack(archive, stack)
+    elif flat := flat_frames(path, storm):
+        ncs = flat
     else:
         raise InputError(f"--ir {path}: no IR frames for storm '{storm}' (looked for "
-                         f"{storm}.nc and a folder {storm}/)")
-    frames.sort(key=lambda f: f.hours)
+                         f"{storm}.nc, a folder {storm}/, a HURSAT-B1 {storm}*.tar.gz and "
+                         f"{storm}.*.hursat-b1*.nc files)")
+    xr = require_netcdf()
+    frames = [f for nc in ncs for f in _nc_ir_frames(
+        xr, nc, stack, f"{archive}:{nc.name}" if archive else "")]
+    frames.sort(key=lambda f: (f.hours, f.angle if f.angle == f.angle else 0.0))
     return frames

@@ -34,6 +34,8 @@ class Frame:
     ir_offset: float      # IR frame time - track time, hours
     ir: Sample
     era5: dict[str, list[Sample]]
+    satellite: str = ""          # of the IR frame (HURSAT-B1 file name)
+    angle: float = float("nan")
 
 
 def where_point(storm: StormTrack, i: int) -> str:
@@ -77,7 +79,7 @@ def plan_frame(storm: StormTrack, i: int, ir: list[IRFrame], fields: dict[str, E
                                  f"{piece.grid.describe()})")
             samples.append(Sample(piece.reader(local), piece.grid, *idx, w))
         era5[v] = samples
-    return Frame(storm, i, frame.hours - t, ir_sample, era5)
+    return Frame(storm, i, frame.hours - t, ir_sample, era5, frame.satellite, frame.angle)
 
 
 def segments(lengths: Sequence[int], frames: int) -> list[tuple[int, int]]:

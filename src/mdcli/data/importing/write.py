@@ -132,6 +132,10 @@ def _write_meta(h5: h5py.File, plan: list[list[Frame]], storms: list[StormTrack]
         "epoch_hours": (hours, "hours", "track time, hours since 1970-01-01T00:00 UTC"),
         "ir_time_offset": (grid(lambda fr: fr.ir_offset, np.float32), "hours",
                            "time of the IR frame used minus the track time"),
+        "ir_satellite": (grid(lambda fr: fr.satellite, h5py.string_dtype()), "",
+                         "satellite of the IR frame (HURSAT-B1 file name); empty if unknown"),
+        "ir_angle": (grid(lambda fr: fr.angle, np.float32), "degrees",
+                     "angle field of the IR frame's HURSAT-B1 file name; NaN if unknown"),
         "center": (centre, "pixels", "storm centre (row, col); pixel i spans [i-0.5, i+0.5]; "
                                      "windows are centred on the track point"),
         "lat": (grid(lambda fr: fr.storm.lat[fr.index], np.float32), "degrees_north",
