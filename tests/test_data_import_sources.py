@@ -5,6 +5,7 @@ Values are checked pixel by pixel against the analytic fields of test_data_impor
 
 from __future__ import annotations
 
+import importlib.util
 import zipfile
 
 import numpy as np
@@ -218,3 +219,97 @@ def test_hursat_b1_as_shipped(inputs, shipped):
         assert [s.decode() for s in h5["meta/ir_satellite"][0]] == ["GOE-12"] * 5
         np.testing.assert_array_equal(h5["meta/ir_angle"][0], 12.0)
         assert h5["meta/ir_satellite"][1, 0] == b"" and np.isnan(h5["meta/ir_angle"][1]).all()
+
+
+PARAM_ID = {"sst": 34, "msl": 151, "z": 129, "r": 157}  # ECMWF parameter table
+
+
+def write_grib(path, hours):
+    """ERA5 as the CDS's default GRIB2 (ecCodes samples, ECMWF short names): sst and msl on
+    single levels, z and r on 500 and 700 hPa, the analytic fields in ERA5's units."""
+    eccodes = pytest.importorskip("eccodes")
+    pytest.importorskip("cfgrib")
+    from test_data_import import to_file_units
+
+    lat2, lon2 = ERA5_LAT[:, None], ERA5_LON[None, :]
+    keys = (("Ni", ERA5_LON.size), ("Nj", ERA5_LAT.size),
+            ("latitudeOfFirstGridPointInDegrees", ERA5_LAT[0]),
+            ("longitudeOfFirstGridPointInDegrees", ERA5_LON[0]),
+            ("latitudeOfLastGridPointInDegrees", ERA5_LAT[-1]),
+            ("longitudeOfLastGridPointInDegrees", ERA5_LON[-1]),
+            ("iDirectionIncrementInDegrees", 0.5), ("jDirectionIncrementInDegrees", 0.5),
+            ("jScansPositively", 0))
+    with open(path, "wb") as f:
+        for h in hours:
+            stamp = (T0 + np.timedelta64(int(h * 60), "m")).astype(object)
+            for var, level in (("sst", 0), ("msl", 0), ("z", 500), ("z", 700), ("r", 500),
+                               ("r", 700)):
+                gid = eccodes.codes_grib_new_from_samples(
+                    "regular_ll_pl_grib2" if level else "regular_ll_sfc_grib2")
+                eccodes.codes_set(gid, "centre", "ecmf")
+                for k, v in (*keys, ("dataDate", int(f"{stamp:%Y%m%d}")),
+                             ("dataTime", stamp.hour * 100), ("paramId", PARAM_ID[var]),
+                             ("bitsPerValue", 24)):
+                    eccodes.codes_set(gid, k, v)
+                if level:
+                    eccodes.codes_set(gid, "level", level)
+                field = phys(var, lat2, lon2, h, level or None) + 0 * lat2 * lon2
+                eccodes.codes_set_values(gid, to_file_units(var, field).ravel())
+                eccodes.codes_write(gid, f)
+                eccodes.codes_release(gid)
+    return path
+
+
+def test_grib_download(inputs):
+    grib = write_grib(inputs["tmp"] / "era5.grib", HOURS)
+    out = import_tc([grib], inputs["ir"], inputs["track"], inputs["out"], size=SIZE,
+                    window_deg=WINDOW)
+    check_values(out, POINTS)
+
+
+def test_hurdat2_track_end_to_end_and_storm_selection(run_cli, inputs):
+    """AL01's points as a HURDAT2 entry (knots, mb) next to another storm; --storm keeps one."""
+    lines = ["AL012005,              ALPHA,      5,"]
+    for k, (lat, lon, _) in enumerate(al01_points()):
+        lines.append(f"20050823, {3 + 3 * k:02d}00,  , TS, {lat:4.1f}N, {-lon:5.1f}W, "
+                     f"{40 + 10 * k:3d}, {1000 - 4 * k:4d}, " + ", ".join(["-999"] * 12) + ",")
+    lines += ["AL022005,               BETA,      1,",
+              "20050823, 0000,  , TD, 22.0N,  75.0W,  25, 1009, " + ", ".join(["-999"] * 12)]
+    track = inputs["tmp"] / "hurdat2.txt"
+    track.write_text("\n".join(lines) + "\n")
+    (inputs["ir"] / "AL01.nc").rename(inputs["ir"] / "AL012005.nc")
+    result = run_cli("data", "import", "--era5", *[x for p in inputs["era5"] for x in
+                                                   ("--era5", p)][1:],
+                     "--ir", inputs["ir"], "--track", track, "--storm", "ALPHA:2005",
+                     "--out", inputs["out"], "--size", SIZE, "--window-deg", WINDOW)
+    assert result.code == 0, result.err
+    import h5py
+
+    check_values(inputs["out"], [al01_points()])
+    with h5py.File(inputs["out"]) as h5:
+        assert [s.decode() for s in h5["meta/storm_name"]] == ["AL012005"]
+        np.testing.assert_allclose(h5["meta/intensity"][0],
+                                   (40 + 10 * np.arange(5)) * 1852 / 3600, rtol=1e-6)
+        np.testing.assert_allclose(h5["meta/pressure"][0], 1000 - 4 * np.arange(5))
+
+
+def test_data_info_on_downloads(run_cli, inputs):
+    ds = era5_dataset(VARS, HOURS, ERA5_LAT, ERA5_LON)
+    nc3 = inputs["tmp"] / "old.nc"
+    ds.to_netcdf(nc3, format="NETCDF3_CLASSIC")
+    archive = inputs["tmp"] / "download.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(inputs["era5"][0], "sl.nc")
+    for path, head in ((inputs["era5"][1], "NetCDF-4"), (nc3, "netCDF-3"),
+                       (archive, "NetCDF-4")):
+        result = run_cli("data", "info", path)
+        assert result.code == 0, result.err
+        assert head in result.out and "time 'valid_time': " in result.out, result.out
+        assert "latitude 'latitude': 41 values, 10 .. 30 degrees_north" in result.out
+        assert "sst(" in result.out or "z(" in result.out
+    assert "vertical 'pressure_level': 3 values, 500 .. 850 hPa" in run_cli(
+        "data", "info", nc3).out
+    if importlib.util.find_spec("cfgrib") and importlib.util.find_spec("eccodes"):
+        grib = write_grib(inputs["tmp"] / "e.grib", HOURS[:2])
+        result = run_cli("data", "info", grib)
+        assert result.code == 0 and "GRIB2" in result.out and "msl(" in result.out, result.out

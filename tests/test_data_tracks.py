@@ -208,3 +208,23 @@ def test_bad_tracks_exit_2_with_one_line(run_cli, tmp_path, make, extra, words):
     for w in words:
         assert w in lines[0], (w, lines[0])
     assert not out.exists()
+
+
+def test_data_info_describes_tracks_and_refuses_as_import_does(run_cli, tracks, tmp_path):
+    for path in (*tracks.values(), DOAZA):
+        result = run_cli("data", "info", path)
+        assert result.code == 0, result.err
+        assert "best track" in result.out and "points" in result.out
+    out = run_cli("data", "info", tracks["hurdat2"]).out
+    assert "(hurdat2), 1 storm(s), 47 points, 1992-08-16T18:00 .. 1992-08-28T06:00" in out
+    assert "peak intensity 77.2 m/s (AL041992)" in out and "category 5" in out
+    good = tmp_path / "track.csv"
+    good.write_text("storm_id,time,lat,lon,intensity\nAL01,2005-08-23T00:00,20,-80,30\n")
+    assert run_cli("data", "info", good).code == 0  # was IndexError: pop from empty list
+    bad = _knots_as_m_per_s(tmp_path)
+    info = run_cli("data", "info", bad)
+    imp = run_cli("data", "import", "--era5", tmp_path / "x.nc", "--ir", tmp_path, "--track",
+                  bad, "--out", tmp_path / "o.h5")
+    assert info.code == 2 and imp.code == 2
+    assert info.err.strip().splitlines() == imp.err.strip().splitlines()
+    assert len(info.err.strip().splitlines()) == 1

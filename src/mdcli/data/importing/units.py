@@ -13,7 +13,8 @@ from mdcli.errors import InputError
 
 # names used by best tracks and old files that pint reads otherwise (mb = millibarn, kn = kN)
 ALIASES = {"mb": "hPa", "millibars": "hPa", "kn": "knot", "kt": "knot", "kts": "knot",
-           "knots": "knot", "gpm": "m", "celsius": "degC", "c": "degC", "kelvin": "K"}
+           "knots": "knot", "gpm": "m", "celsius": "degC", "c": "degC", "deg c": "degC",
+           "kelvin": "K"}
 TARGET = {"sst": "degC", "msl": "hPa", "z": "m", "r": "percent", "ir": "K"}
 ERA5_UNITS = {"sst": "K", "msl": "Pa", "z": "m**2 s**-2", "r": "%", "ir": "K"}
 # plausible physical values in the layout's units: a unit mix-up lands outside
