@@ -62,8 +62,13 @@ def _kind(path: Path) -> str:
 
 
 def _is_mdcli_hdf5(path: Path) -> bool:
-    """An HDF5 file that is not NetCDF-4 (no ``_NCProperties``, no dimension scales)."""
+    """An HDF5 file that is not NetCDF-4 (no ``_NCProperties``, no dimension scales); a
+    truncated HDF5 file counts as one, so that its description says it is corrupt."""
     import h5py
+
+    with open(path, "rb") as handle:
+        if not handle.read(4).startswith(b"\x89HDF"):
+            return False  # netCDF-3
 
     try:
         with h5py.File(path, "r") as h5:
@@ -74,7 +79,7 @@ def _is_mdcli_hdf5(path: Path) -> bool:
                           b"DIMENSION_SCALE" else None)
             return not scales
     except OSError:
-        return False  # netCDF-3 or unreadable: not an mdcli file
+        return True
 
 
 def describe_track(path: Path) -> list[str]:
