@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,3 +314,33 @@ def test_data_info_on_downloads(run_cli, inputs):
         grib = write_grib(inputs["tmp"] / "e.grib", HOURS[:2])
         result = run_cli("data", "info", grib)
         assert result.code == 0 and "GRIB2" in result.out and "msl(" in result.out, result.out
+
+
+GRIDS = Path(__file__).parent / "data" / "grids"
+
+
+@pytest.mark.parametrize("name, words", [
+    ("sstdata_netcdf.nc", ["variable 'sst'", "time 'time' (units 'Month') is not decoded"]),
+    ("hgt.nc", ["time 'time' is in 'months since 1958-1-1 00:00:00'", "no fixed length"]),
+])
+def test_real_ncl_fields_get_one_line(run_cli, tmp_path, name, words):
+    """Real NCEP/NCAR files (libncarg-data): the reason each cannot serve as ERA5 is named."""
+    result = run_cli("data", "import", "--era5", GRIDS / name, "--ir", tmp_path, "--track",
+                     GRIDS.parent / "tracks" / "andrew_1992_climada.csv", "--out",
+                     tmp_path / "o.h5")
+    lines = result.err.strip().splitlines()
+    assert result.code == 2 and len(lines) == 1, result.err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_data_info_on_a_real_file_with_coordinates_as_data_variables(run_cli):
+    """``lat``/``lon`` stored as data variables on dims ``latitude``/``longitude`` are found by
+    their units (not read as 0..n-1)."""
+    result = run_cli("data", "info", GRIDS / "sstdata_netcdf.nc")
+    assert result.code == 0, result.err
+    assert "netCDF-3, dims time=2, latitude=91, longitude=181" in result.out
+    assert "latitude 'lat': 91 values, -90 .. 90 degrees_north" in result.out
+    assert "longitude 'lon': 181 values, 0 .. 360 degrees_east" in result.out
+    assert "sst('time', 'latitude', 'longitude'): float32, deg_C" in result.out

@@ -39,8 +39,9 @@ def hours_of(var: Any, where: str) -> np.ndarray:
     """Hours since 1970-01-01 of a decoded time coordinate (a DataArray)."""
     values = np.atleast_1d(np.asarray(var.values))
     if values.dtype.kind != "M":
-        raise InputError(f"{where}: the time coordinate is not decoded as dates (dtype "
-                         f"{values.dtype}); expected CF units such as 'hours since 1970-01-01'")
+        units = var.attrs.get("units", var.encoding.get("units"))
+        raise InputError(f"{where}: time '{var.name}' (units {units!r}) is not decoded as "
+                         f"dates; expected CF units such as 'hours since 1970-01-01'")
     return values.astype("datetime64[s]").astype(np.int64) / 3600.0
 
 

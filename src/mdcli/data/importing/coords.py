@@ -46,8 +46,29 @@ def find_coord(obj: Any, kind: str, dims: Any = None) -> str | None:
     return (on_dims or scalar or [None])[0]
 
 
+def promote_coords(ds: Any) -> Any:
+    """Data variables that are latitudes or longitudes (``degrees_north``/``degrees_east``
+    units or the standard names), as older files store them, become coordinates."""
+    units = {"degrees_north", "degree_north", "degrees_n", "degrees_east", "degree_east",
+             "degrees_e"}
+    found = [n for n, v in ds.data_vars.items() if v.ndim <= 2 and (
+        str(v.attrs.get("units", "")).lower() in units
+        or v.attrs.get("standard_name") in ("latitude", "longitude"))]
+    return ds.set_coords(found) if found else ds
+
+
+def dim_of(obj: Any, name: str, where: str) -> str:
+    """The dimension a 1-D coordinate ``name`` runs along."""
+    dims = obj[name].dims
+    if len(dims) != 1:
+        raise InputError(f"{where}: coordinate '{name}' has dimensions {dims}, expected one")
+    return dims[0]
+
+
 def require_values(obj: Any, kind: str, where: str) -> None:
     """A latitude/longitude dimension without coordinate values is an error, never 0..n-1."""
+    if find_coord(obj, kind) is not None:
+        return
     for dim in obj.dims:
         if dim in NAMES[kind] and dim not in obj.coords:
             raise InputError(f"{where}: dimension '{dim}' has no coordinate values (expected a "

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mdcli.data.importing.common import PRESSURE_VARIABLES, hours_of
-from mdcli.data.importing.coords import find_coord, levels_hpa, require_values
+from mdcli.data.importing.coords import dim_of, find_coord, levels_hpa, require_values
 from mdcli.data.importing.grid import Axis, Grid, Reader
 from mdcli.data.importing.sources import open_sources
 from mdcli.data.importing.units import ERA5_UNITS, check_plausible, conversion
@@ -98,7 +98,9 @@ def _era5_piece(path: Path, ds: Any, name: str, var: str, level: float | None,
         da = da.expand_dims(time_dim)
     for kind in ("latitude", "longitude"):
         require_values(da, kind, where)
-    lat_dim, lon_dim = find_coord(da, "latitude"), find_coord(da, "longitude")
+    lat_name, lon_name = find_coord(da, "latitude"), find_coord(da, "longitude")
+    lat_dim = dim_of(da, lat_name, where) if lat_name else None
+    lon_dim = dim_of(da, lon_name, where) if lon_name else None
     if time_dim is None or lat_dim not in da.dims or lon_dim not in da.dims:
         raise InputError(f"{where} has dimensions {tuple(da.dims)}, expected a time, latitude "
                          f"and longitude dimension with coordinate values")
@@ -115,8 +117,8 @@ def _era5_piece(path: Path, ds: Any, name: str, var: str, level: float | None,
         da = da.isel({dim: 0})
     units = da.attrs.get("units")
     factor, shift = conversion(var, units, where)
-    grid = Grid(Axis("latitude", da[lat_dim].values, f"--era5 {path}"),
-                Axis("longitude", da[lon_dim].values, f"--era5 {path}"))
+    grid = Grid(Axis("latitude", da[lat_name].values, f"--era5 {path}"),
+                Axis("longitude", da[lon_name].values, f"--era5 {path}"))
     piece = _Piece(path, da, time_dim, lat_dim, lon_dim, hours, grid, factor, shift,
                    expver, str(units) if units is not None else f"none (read as ERA5's "
                                                                   f"{ERA5_UNITS[var]})")

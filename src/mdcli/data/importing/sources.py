@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from mdcli.data.importing.coords import promote_coords
 from mdcli.data.importing.netcdf import open_netcdf, require_netcdf
 from mdcli.errors import InputError
 
@@ -78,7 +79,7 @@ def open_sources(paths: Sequence[str | Path], option: str,
 def _open_one(path: Path, label: Path, option: str, stack: ExitStack) -> list[tuple[Path, Any]]:
     kind = kind_of(path)
     if kind == "netcdf":
-        return [(label, open_netcdf(require_netcdf(), path, option, stack))]
+        return [(label, promote_coords(open_netcdf(require_netcdf(), path, option, stack)))]
     if kind == "grib":
         require_netcdf()
         return [(label, ds) for ds in open_grib(path, option, stack)]
