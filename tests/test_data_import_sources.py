@@ -225,7 +225,8 @@ def test_hursat_b1_as_shipped(inputs, shipped):
 PARAM_ID = {"sst": 34, "msl": 151, "z": 129, "r": 157}  # ECMWF parameter table
 
 
-def write_grib(path, hours):
+def write_grib(path, hours, fields=(("sst", 0), ("msl", 0), ("z", 500), ("z", 700),
+                                    ("r", 500), ("r", 700))):
     """ERA5 as the CDS's default GRIB2 (ecCodes samples, ECMWF short names): sst and msl on
     single levels, z and r on 500 and 700 hPa, the analytic fields in ERA5's units."""
     eccodes = pytest.importorskip("eccodes")
@@ -243,8 +244,7 @@ def write_grib(path, hours):
     with open(path, "wb") as f:
         for h in hours:
             stamp = (T0 + np.timedelta64(int(h * 60), "m")).astype(object)
-            for var, level in (("sst", 0), ("msl", 0), ("z", 500), ("z", 700), ("r", 500),
-                               ("r", 700)):
+            for var, level in fields:
                 gid = eccodes.codes_grib_new_from_samples(
                     "regular_ll_pl_grib2" if level else "regular_ll_sfc_grib2")
                 eccodes.codes_set(gid, "centre", "ecmf")
@@ -266,6 +266,20 @@ def test_grib_download(inputs):
     out = import_tc([grib], inputs["ir"], inputs["track"], inputs["out"], size=SIZE,
                     window_deg=WINDOW)
     check_values(out, POINTS)
+
+
+def test_one_level_grib_files_take_the_level_from_grib(inputs):
+    """z only at 500 hPa and r only at 700 hPa: cfgrib's scalar isobaricInhPa gives the level."""
+    tmp = inputs["tmp"]
+    files = [write_grib(tmp / "sl.grib", HOURS, (("sst", 0), ("msl", 0))),
+             write_grib(tmp / "z.grib", HOURS, (("z", 500),)),
+             write_grib(tmp / "r.grib", HOURS, (("r", 700),))]
+    out = import_tc(files, inputs["ir"], inputs["track"], inputs["out"], size=SIZE,
+                    window_deg=WINDOW)
+    check_values(out, POINTS)
+    with pytest.raises(InputError, match=r"'z' has no 850 hPa level \(it has 500 hPa\)"):
+        import_tc(files, inputs["ir"], inputs["track"], inputs["out"], size=SIZE,
+                  window_deg=WINDOW, levels="z=850")
 
 
 def test_hurdat2_track_end_to_end_and_storm_selection(run_cli, inputs):
