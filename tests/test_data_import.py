@@ -18,7 +18,7 @@ import pytest
 xr = pytest.importorskip("xarray")
 pytest.importorskip("netCDF4")
 
-from mdcli.data.era5_import import (  # noqa: E402
+from mdcli.data.importing import (  # noqa: E402
     Axis,
     import_tc,
     parse_levels,
@@ -156,6 +156,10 @@ def write_npy_frames(path, name, nan_frame=None):
 
 @pytest.fixture
 def inputs(tmp_path):
+    return make_inputs(tmp_path)
+
+
+def make_inputs(tmp_path):
     """New-style ERA5 in three files (single levels; pressure levels split in time), IR as a
     HURSAT-like NetCDF (AL01) and an npy folder (AL02), and the track."""
     era5 = tmp_path / "era5"

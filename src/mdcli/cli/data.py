@@ -16,6 +16,15 @@ app = typer.Typer(name="data", no_args_is_help=True,
                        "satellite IR + a track (import), and file inspection (info).")
 
 
+TrackFormatOpt = Annotated[str | None, typer.Option(
+    "--track-format", metavar="FORMAT", help="Force the track format: csv, ibtracs-csv, "
+                                             "ibtracs-nc, hurdat2, climada-csv, climada-nc "
+                                             "(default: detected from the content).")]
+StormOpt = Annotated[list[str] | None, typer.Option(
+    "--storm", metavar="SID|NAME:SEASON", help="Keep only this storm (repeatable), e.g. "
+                                               "1992230N11325, AL041992 or ANDREW:1992.")]
+
+
 @app.command("synth-tc")
 def synth_tc(
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.h5",
@@ -55,15 +64,17 @@ def synth_tc(
 @app.command("import")
 def import_(
     era5: Annotated[list[Path], typer.Option(
-        "--era5", metavar="FILE.nc", help="ERA5 NetCDF file or folder of *.nc (repeatable): "
-                                          "sst, msl (single levels), z, r (pressure levels).")],
+        "--era5", metavar="FILE", help="ERA5 download (repeatable): NetCDF, GRIB (mdcli[grib]) "
+                                       "or a CDS zip of them, or a folder of those; sst, msl "
+                                       "(single levels), z, r (pressure levels).")],
     ir: Annotated[Path, typer.Option(
         "--ir", metavar="PATH", help="Folder of per-storm IR: <storm_id>.nc (HURSAT-style, e.g. "
                                      "IRWIN) or <storm_id>/ with <YYYYmmddHHMM>.npy frames and "
                                      "grid.json; one .nc file for a one-storm track.")],
     track: Annotated[Path, typer.Option(
-        "--track", metavar="CSV", help="Track: storm_id,time,lat,lon[,intensity,pressure,"
-                                       "category] (ISO times, m/s, hPa).")],
+        "--track", metavar="FILE", help="Best track: IBTrACS CSV/NetCDF, HURDAT2, a CLIMADA "
+                                        "extract, or CSV storm_id,time,lat,lon[,intensity,"
+                                        "pressure,category] (ISO times, m/s, hPa).")],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.h5",
                                       help="HDF5 file to write (replaced atomically).")],
     size: Annotated[int, typer.Option(
@@ -82,6 +93,14 @@ def import_(
     normalise: Annotated[str, typer.Option(
         "--normalise", metavar="layout|data", help="ERA5 offsets/scales: the layout's fixed "
                                                    "ones, or mean/std of the data.")] = "layout",
+    track_format: TrackFormatOpt = None,
+    storm: StormOpt = None,
+    var: Annotated[str | None, typer.Option(
+        "--var", metavar="VAR=NAME,...", help="The files' names of sst, msl, z, r, e.g. "
+                                              "msl=slp.")] = None,
+    level: Annotated[str | None, typer.Option(
+        "--level", metavar="HPA|z=HPA,r=HPA", help="Pressure level of one-level files that "
+                                                   "have no level coordinate.")] = None,
 ) -> None:
     """Import ERA5 fields, satellite IR frames and a track CSV into the mdcli-tc layout.
 
@@ -91,22 +110,26 @@ def import_(
 
     Policies and file naming: docs/data.md, section `mdcli data import`.
     """
-    from mdcli.data.era5_import import import_tc
+    from mdcli.data.importing import import_tc
 
     start = time.perf_counter()
     import_tc(era5, ir, track, out, size=size, window_deg=window_deg, levels=levels,
-              max_gap_hours=max_gap_hours, frames=frames, normalise=normalise)
+              max_gap_hours=max_gap_hours, frames=frames, normalise=normalise,
+              track_format=track_format, storms=storm or (), variables=var, level=level)
     log.info("wrote %s (%.1f MB) in %.1f s", out, out.stat().st_size / 1e6,
              time.perf_counter() - start)
 
 
 @app.command("info")
 def info(
-    path: Annotated[Path, typer.Argument(metavar="FILE",
-                                         help="An mdcli HDF5 file or checkpoint.")],
+    path: Annotated[Path, typer.Argument(
+        metavar="FILE", help="An mdcli HDF5 file or checkpoint, a NetCDF/GRIB/zip download or "
+                             "a best track.")],
 ) -> None:
-    """Print what an mdcli HDF5 file or checkpoint holds: shapes, dtypes, attributes."""
-    from mdcli.storage.inspect import describe
+    """Describe a file: mdcli HDF5/checkpoint contents, a download's variables, dims, units
+    and spans, or a track's storms, points, time span and peak intensity (checked as
+    `mdcli data import` would read it)."""
+    from mdcli.data.describe import describe_file
 
-    for line in describe(path):
+    for line in describe_file(path):
         typer.echo(line)

@@ -39,12 +39,21 @@ import numpy as np
 
 from mdcli import __version__
 from mdcli.config import load_config, param, to_dict
+from mdcli.data.layout import (
+    IR_REFERENCE_K,
+    IR_SCALE_K,
+    NORMALISATION,
+    VARIABLES,
+    category,
+    check_output,
+    era5_attrs,
+    ir_attrs,
+    layout_root_attrs,
+    write_meta_datasets,
+)
 from mdcli.errors import InputError
 from mdcli.storage.atomic import atomic_path
 
-FORMAT = "mdcli-tc"
-FORMAT_VERSION = 1
-VARIABLES = ("sst", "msl", "z", "r")
 LINK_TARGETS = ("intensity_change", "motion_row", "motion_col", "rainband_extent",
                 "central_pressure")
 SUMMARY_NAMES = ("motion", "coldness", "cloudy_area")  # forecast summaries of frame t+1
@@ -53,16 +62,7 @@ STATE_KEYS = {"motion": "true_center", "intensity": "intensity",
               "rainband_extent": "rainband_extent"}
 BUDGET_SOURCES = ("texture", "dynamics", "era5", "ir_noise")
 BUDGET_POOL = 4
-# stored value = (physical - offset) / scale
-NORMALISATION = {
-    "sst": {"offset": 28.0, "scale": 0.5, "units": "degC", "level": "surface"},
-    "msl": {"offset": 1004.0, "scale": 6.0, "units": "hPa", "level": "mean sea level"},
-    "z": {"offset": 5870.0, "scale": 20.0, "units": "m", "level": "500 hPa"},
-    "r": {"offset": 62.0, "scale": 9.0, "units": "%", "level": "700 hPa"},
-}
-IR_REFERENCE_K, IR_SCALE_K = 240.0, 60.0  # ir = clip((240 K - Tb) / 60 K, -1, 1)
 P_ENV_HPA, V_MIN, V_MAX = 1010.0, 12.0, 85.0
-SAFFIR_SIMPSON_MS = (33.0, 43.0, 50.0, 58.0, 70.0)  # lower bounds of categories 1..5
 GRAVITY, CORIOLIS = 9.81, 5.0e-5  # m s^-2, s^-1 (about 20 degrees N)
 RHO_E = 1.15 * math.e  # air density (kg m^-3) times e, Holland's B = rho e V^2 / dP
 SST_SIGMA, Z_SIGMA, ENV_SIGMA = 0.08, 0.1, 0.06  # Gaussian radii (domain widths) of features
@@ -127,17 +127,6 @@ def check_config(cfg: SynthTCConfig) -> None:
     if cfg.size < 32 or cfg.size % 16:
         raise InputError(f"config key 'size' (--size): got {cfg.size}, expected a multiple of "
                          f"16 >= 32 (64 or 128 for research data)")
-
-
-def check_output(out: Path) -> None:
-    """``out`` must be a file path whose existing ancestors are folders."""
-    if out.is_dir():
-        raise InputError(f"--out {out}: is a directory, expected an HDF5 file path")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"--out {out}: {parent} is a file, expected a folder")
-            break
 
 
 # ----------------------------------------------------------------------------- fields
@@ -223,11 +212,6 @@ def pressure_deficit(intensity: np.ndarray) -> np.ndarray:
     """Central pressure deficit (hPa) of a max wind (m/s): Atkinson-Holliday,
     ``V = 3.45 dP^0.644``."""
     return (np.asarray(intensity) / 3.45) ** (1.0 / 0.644)
-
-
-def category(intensity: np.ndarray) -> np.ndarray:
-    """Saffir-Simpson-like category 0..5 of max winds (m/s); 0 = tropical storm or weaker."""
-    return np.searchsorted(np.asarray(SAFFIR_SIMPSON_MS), intensity, side="right")
 
 
 # ----------------------------------------------------------------------------- storms
@@ -883,34 +867,6 @@ def _write_meta(h5: h5py.File, cfg: SynthTCConfig, centre: np.ndarray,
         "rainband_extent": (meta["extent"], "pixels", "outer radius of the spiral rain bands"),
     }
     write_meta_datasets(g, items)
-
-
-def write_meta_datasets(group: h5py.Group,
-                        items: dict[str, tuple[np.ndarray, str, str]]) -> None:
-    """Write ``/meta`` datasets ``name: (values, units, description)`` with their attributes
-    (shared with :mod:`mdcli.data.era5_import`)."""
-    for name, (values, units, text) in items.items():
-        ds = group.create_dataset(name, data=values)
-        ds.attrs["units"], ds.attrs["description"] = units, text
-
-
-def ir_attrs() -> dict:
-    """The attributes of ``/ir``: the layout's fixed brightness-temperature convention."""
-    return {"units": "normalised brightness temperature",
-            "normalisation": f"clip(({IR_REFERENCE_K:g} K - Tb) / {IR_SCALE_K:g} K, -1, 1): "
-                             "cold cloud tops high",
-            "offset": IR_REFERENCE_K, "scale": -IR_SCALE_K}
-
-
-def era5_attrs(offset: float, scale: float, units: str, level: str) -> dict:
-    """The attributes of one ``/era5/<variable>`` dataset: stored = (x - offset) / scale."""
-    return {"units": units, "level": level, "offset": offset, "scale": scale,
-            "normalisation": f"(x - {offset:g} {units}) / {scale:g} {units}"}
-
-
-def layout_root_attrs() -> dict:
-    """The root attributes that identify an ``mdcli-tc`` file."""
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "variables": list(VARIABLES)}
 
 
 def _write_attrs(h5: h5py.File, cfg: SynthTCConfig, links: dict, budget: dict) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mdcli.data.synth_tc import FORMAT, FORMAT_VERSION, VARIABLES
+from mdcli.data.layout import FORMAT, FORMAT_VERSION, VARIABLES
 from mdcli.errors import InputError
 
 SPLITS = ("train", "val", "test")
