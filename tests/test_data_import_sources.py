@@ -358,3 +358,36 @@ def test_data_info_on_a_real_file_with_coordinates_as_data_variables(run_cli):
     assert "latitude 'lat': 91 values, -90 .. 90 degrees_north" in result.out
     assert "longitude 'lon': 181 values, 0 .. 360 degrees_east" in result.out
     assert "sst('time', 'latitude', 'longitude'): float32, deg_C" in result.out
+
+
+@pytest.mark.slow
+def test_hurdat2_hursat_tar_and_grib_import_into_a_file_train_reads(run_cli, inputs, tmp_path):
+    """The README's path: a HURDAT2 track, NCEI's per-storm HURSAT-B1 tar.gz and a CDS GRIB
+    download give a file ``mdcli train`` trains on (one storm, so every split is train)."""
+    import tarfile
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    names = hursat_b1_frames(staging, inputs)
+    with tarfile.open(inputs["ir"] / "AL012005.ALPHA.2005.tar.gz", "w:gz") as tar:
+        for n in names:
+            tar.add(staging / n, arcname=f"AL012005/{n}")
+    lines = ["AL012005,              ALPHA,      5,"]
+    for k, (lat, lon, _) in enumerate(al01_points()):
+        lines.append(f"20050823, {3 + 3 * k:02d}00,  , TS, {lat:4.1f}N, {-lon:5.1f}W, "
+                     f"{40 + 10 * k:3d}, {1000 - 4 * k:4d}, " + ", ".join(["-999"] * 12) + ",")
+    track = tmp_path / "hurdat2.txt"
+    track.write_text("\n".join(lines) + "\n")
+    grib = write_grib(tmp_path / "era5.grib", HOURS)
+    result = run_cli("data", "import", "--era5", grib, "--ir", inputs["ir"], "--track", track,
+                     "--storm", "AL012005", "--out", inputs["out"], "--size", SIZE,
+                     "--window-deg", WINDOW)
+    assert result.code == 0, result.err
+    check_values(inputs["out"], [al01_points()])
+    result = run_cli("train", "-c", "train/tc_teacher_tiny", "--set", f"data.path={inputs['out']}",
+                     "--set", "train.epochs=1", "--set", "data.val_split=train",
+                     "--set", "data.test_split=train", "--set", "sampling.method=none",
+                     "--set", "eval.controls=false",
+                     "--device", "cpu", "--work-dir", tmp_path / "runs", "--name", "t")
+    assert result.code == 0, result.err
+    assert (tmp_path / "runs" / "train" / "t" / "checkpoints" / "last.pt").is_file()

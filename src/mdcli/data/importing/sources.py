@@ -4,6 +4,7 @@ them, or folders of those; the kind is read from the first bytes, not the name."
 from __future__ import annotations
 
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -57,8 +58,10 @@ def open_grib(path: Path, option: str, stack: ExitStack) -> list[Any]:
         raise InputError(f"{option} {path}: a GRIB file needs cfgrib and ecCodes ({exc}): "
                          f"{GRIB_HINT}") from None
     try:
-        datasets = cfgrib.open_datasets(str(path), backend_kwargs={"indexpath": ""},
-                                        cache=False)
+        with warnings.catch_warnings():  # cfgrib's own xr.merge call warns of xarray defaults
+            warnings.simplefilter("ignore", FutureWarning)
+            datasets = cfgrib.open_datasets(str(path), backend_kwargs={"indexpath": ""},
+                                            cache=False)
     except Exception as exc:  # cfgrib/eccodes raise their own error types
         raise InputError(f"{option} {path}: cannot read as GRIB ({exc})") from None
     for ds in datasets:
