@@ -99,14 +99,14 @@ def budget(samples: int, epochs: int, batch_size: int) -> dict[str, int]:
 
 def check_disjoint(domain: ImageDomain | TextDomain, seeds: list[int],
                    premodels: list[Premodel]) -> None:
-    """Refuse evaluation networks whose initial weights equal an extractor's (text: the
+    """Refuse evaluation networks whose initial weight matrices equal an extractor's (text: the
     heads, the encoder being the shared pretrained one)."""
     text = isinstance(domain, TextDomain)
     for seed in seeds:
         init = {k: v.detach().cpu() for k, v in domain.new_model(evaluation_seed(seed))
                 .state_dict().items() if not text or k.startswith("head.")}
         for i, premodel in enumerate(premodels):
-            same = [k for k, v in premodel.init.items() if v.is_floating_point() and v.numel() > 1
+            same = [k for k, v in premodel.init.items() if v.is_floating_point() and v.ndim > 1
                     and k in init and torch.equal(v.cpu(), init[k])]
             if same:
                 raise RunFailure(f"evaluation seed {seed}: its network starts with extractor "
