@@ -187,7 +187,7 @@ def conv_brute_force(model: nn.Module, conv: nn.Conv2d, x: torch.Tensor, y: torc
             (grad,) = torch.autograd.grad(out[c], p, retain_graph=True)  # (L, d)
             sums["agop"] += grad.T @ grad
             jac_sum[c] += grad.sum(0)
-        (grad,) = torch.autograd.grad(-(-torch.log_softmax(out, 0)[y[n]]), p)
+        (grad,) = torch.autograd.grad(torch.log_softmax(out, 0)[y[n]], p)  # g = -dl/dp
         sums["G"] += grad.T @ grad
         sums["H"] += p.detach().T @ p.detach()
     handle.remove()

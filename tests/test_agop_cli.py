@@ -116,3 +116,20 @@ def test_run_without_initial_checkpoint_reports_epoch_0(work, run_cli, tmp_path)
     result = run_cli("agop", tmp_path / "no_init", "--work-dir", work, "--output-dir",
                      tmp_path / "out")
     assert result.code == 2 and "Model not found for epoch 0" in result.err, result.err
+
+
+def test_metric_pearson_sqrt_and_centred_agop_drive_the_summary(work, run_cli):
+    out = work / "pearson"
+    result = run_cli("agop", "adam_run", "--work-dir", work, "--output-dir", out,
+                     "--metric", "pearson_sqrt", "--centred-agop", "--epochs", "2")
+    assert result.code == 0, result.err
+    data = json.loads((out / "adam_run_similarities.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["models"]["adam_run"]
+    assert summary["metric"] == "pearson_sqrt_centred_agop_vs_nfm"
+    layer = summary["layers"]["1"]
+    assert layer["agop_vs_nfm"] == data["layers"]["1"]["pearson_sqrt_centred_agop_vs_nfm"][-1]
+    assert layer["g_vs_h"] == data["layers"]["1"]["pearson_g_vs_h"][-1]
+    assert -1 <= data["layers"]["0"]["init_baseline"][-1] <= 1
+    bad = run_cli("agop", "adam_run", "--work-dir", work, "--output-dir", work / "bad_metric",
+                  "--metric", "spearman")
+    assert bad.code == 2 and "metric" in bad.err
