@@ -179,3 +179,20 @@ def test_text_init_mix_is_refused():
                     False, torch.ones(2, 4), torch.ones(2, 4))
     with pytest.raises(InputError, match="'condense.init': 'mix'.*images only"):
         TextDomain(cfg, data)
+
+
+def test_evaluation_applies_the_thread_policy_and_reports_every_row(monkeypatch):
+    import mdcli.condense.evaluate as evaluate
+
+    calls = []
+    monkeypatch.setattr(evaluate, "apply_thread_policy", lambda: calls.append(1) or 1)
+    cfg = _cfg()
+    cfg.evaluation = dataclasses.replace(cfg.evaluation, seeds=[0, 1], epochs=1, full_epochs=1)
+    data = _data()
+    domain = ImageDomain(cfg, data)
+    syn = {"data": data.x_train[::10][:6], "labels": data.y_train[::10][:6], "factor": 1}
+    result = evaluate.evaluate_condensed(cfg, data, domain, syn, torch.device("cpu"))
+    assert calls == [1]
+    assert set(result["cross_arch"]["mlp"]) == {"condensed", "random_subset"}
+    assert result["full"]["budget"] == {"samples": 60, "epochs": 1, "steps": 1}
+    assert len(result["condensed"]["runs"]) == 2
