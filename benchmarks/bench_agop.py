@@ -13,6 +13,13 @@ torch thread count ``mdcli agop`` would pick (fewer threads when the machine is 
 Targets: >= 10x the loop, >= 50% of the matmul rate, relative error <= 1e-4, digits < 30 s.
 
     PYTHONPATH=src python benchmarks/bench_agop.py [--samples 1000] [--width 512] [--no-digits]
+
+``--scale seed`` instead times the seed's scale: a bias-free 3072 -> 1024 x4 -> 10 MLP on
+10,000 samples of 32x32x3 made here; mdcli's full analysis of one checkpoint (all statistics
+of the 5 layers and every similarity) against the per-sample loop (one autograd.grad per
+sample and output) timed on ``--loop-samples`` samples and scaled linearly to all of them,
+in the same run; prints the speed-up, the peak resident memory and 21 x the per-checkpoint
+time (a 21-checkpoint model). Target: >= 50x, a 21-checkpoint model < 60 s.
 """
 
 from __future__ import annotations
@@ -157,6 +164,38 @@ def digits_analysis_seconds() -> dict[str, float]:
             "digits_checkpoints": len(result["epochs"]), "digits_layers": len(result["layers"])}
 
 
+def seed_scale(samples: int, loop_samples: int) -> int:
+    """The ``--scale seed`` benchmark (see the module doc)."""
+    import resource
+
+    from mdcli.analysis.agop import layer_similarities
+
+    torch.set_num_threads(threads_for_load())
+    torch.manual_seed(0)
+    model = MLP(3072, [1024] * 4, 10, bias=False)
+    x = torch.rand(samples, 3, 32, 32).flatten(1)
+    y = torch.randint(0, 10, (samples,))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    stats = layer_statistics(model, None, x, y, loss="mse", batch_size=1024)
+    for st in stats:
+        layer_similarities(st)
+    lib_s = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    reference_loop(model, x[:loop_samples], y[:loop_samples], stacked=False)
+    loop_s = (time.perf_counter() - start) * samples / loop_samples
+    speedup = loop_s / lib_s
+    print(f"seed scale: 3072 -> 1024 x4 -> 10, {samples} samples, "
+          f"{torch.get_num_threads()} thread(s)")
+    print(f"mdcli, one checkpoint  {lib_s:8.2f} s   peak RSS {peak:.0f} MiB "
+          f"(+{peak - before:.0f} MiB)")
+    print(f"per-sample loop        {loop_s:8.1f} s   (timed on {loop_samples} samples, scaled)")
+    print(f"speed-up               {speedup:8.1f}x  (target >= 50x)")
+    print(f"21-checkpoint model    {21 * lib_s:8.1f} s   (target < 60 s)")
+    return 0 if speedup >= 50 and 21 * lib_s < 60 else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1000)
@@ -165,7 +204,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-digits", action="store_true", help="skip the digits analysis")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--scale", choices=["default", "seed"], default="default")
+    parser.add_argument("--loop-samples", type=int, default=50,
+                        help="--scale seed: samples the per-sample loop is timed on")
     args = parser.parse_args()
+    if args.scale == "seed":
+        return seed_scale(max(args.samples, 10_000), args.loop_samples)
 
     torch.set_num_threads(threads_for_load())  # as `mdcli agop` does, for every timing below
     torch.manual_seed(0)

@@ -11,6 +11,8 @@ from torch import nn
 from mdcli.analysis.agop import (
     SPLIT_GRAM,
     cosine,
+    feature_layers,
+    init_baseline,
     layer_similarities,
     layer_statistics,
     nfm,
@@ -82,7 +84,8 @@ def test_convnet_head_statistics_match_brute_force():
     torch.manual_seed(1)
     model = ConvNet([1, 4, 4], [3], [5], 3, norm=True).double()
     x, y = torch.randn(6, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
-    stats = layer_statistics(model, [0, 1], x, y, loss="cross_entropy", batch_size=4)
+    stats = layer_statistics(model, linear_layers(model), x, y, loss="cross_entropy",
+                             batch_size=4)
     for layer, got in zip(linear_layers(model), stats, strict=True):
         ref = brute_force(model, layer, x, y, "cross_entropy")
         assert rel(got.agop, ref["agop"]) < 1e-6 and rel(got.G, ref["G"]) < 1e-6
@@ -151,9 +154,87 @@ def test_nfm_without_init_removes_the_initial_weights():
 def test_bad_layers_and_shared_layers_are_input_errors():
     model = MLP(4, [5], 2)
     x, y = torch.randn(3, 4), torch.randint(0, 2, (3,))
-    with pytest.raises(InputError, match="2 linear layers"):
+    with pytest.raises(InputError, match="2 linear/conv layers"):
         layer_statistics(model, [5], x, y)
     shared = nn.Linear(4, 4)
     twice = nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(4, 2))
     with pytest.raises(InputError, match="called 2 times"):
         layer_statistics(twice, [shared], x, y)
+
+
+def conv_brute_force(model: nn.Module, conv: nn.Conv2d, x: torch.Tensor, y: torch.Tensor):
+    """Per sample, per output: the conv's output recomputed as W @ patches from a leaf tensor
+    of patches, so autograd gives df_c/dp_l for every position l directly."""
+    d = conv.weight[0].numel()
+    sums = {k: torch.zeros(d, d, dtype=torch.float64) for k in ("H", "G", "agop")}
+    jac_sum = torch.zeros(10, d, dtype=torch.float64)
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(module, args, output):
+        patches = F.unfold(args[0].detach(), conv.kernel_size, conv.dilation, conv.padding,
+                           conv.stride)[0].T.clone().requires_grad_(True)  # (L, d)
+        store["p"] = patches
+        z = patches @ conv.weight.flatten(1).T + conv.bias
+        return z.T.reshape(output.shape)
+
+    handle = conv.register_forward_hook(hook)
+    positions = 0
+    for n in range(len(x)):
+        out = model(x[n:n + 1])[0]
+        p = store["p"]
+        positions = len(p)
+        for c in range(out.shape[0]):
+            (grad,) = torch.autograd.grad(out[c], p, retain_graph=True)  # (L, d)
+            sums["agop"] += grad.T @ grad
+            jac_sum[c] += grad.sum(0)
+        (grad,) = torch.autograd.grad(torch.log_softmax(out, 0)[y[n]], p)  # g = -dl/dp
+        sums["G"] += grad.T @ grad
+        sums["H"] += p.detach().T @ p.detach()
+    handle.remove()
+    out = {k: v / len(x) for k, v in sums.items()}
+    mean = jac_sum[:out_classes(model, x)] / (len(x) * positions)
+    out["centred"] = out["agop"] - positions * mean.T @ mean
+    return out
+
+
+def out_classes(model: nn.Module, x: torch.Tensor) -> int:
+    return model(x[:1]).shape[1]
+
+
+def test_conv_layer_patch_statistics_match_brute_force():
+    torch.manual_seed(3)
+    model = ConvNet([2, 6, 6], [3, 4], [5], 3, norm=True).double()
+    x, y = torch.randn(5, 2, 6, 6, dtype=torch.float64), torch.randint(0, 3, (5,))
+    convs = [m for m in feature_layers(model) if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 2 and len(feature_layers(model)) == 4  # every layer is analysed
+    stats = layer_statistics(model, None, x, y, loss="cross_entropy", batch_size=2)
+    for conv, got in zip(convs, stats[:2], strict=True):
+        ref = conv_brute_force(model, conv, x, y)
+        for key in ("H", "G", "agop"):
+            assert rel(getattr(got, key), ref[key]) < 1e-6, key
+        assert rel(got.centred_agop, ref["centred"]) < 1e-6
+        w = conv.weight.detach().reshape(conv.out_channels, -1).numpy()
+        np.testing.assert_allclose(got.M.numpy(), w.T @ w, rtol=1e-12)
+
+
+def test_centred_agop_of_a_linear_layer_against_numpy():
+    torch.manual_seed(8)
+    model = MLP(6, [7], 3).double()
+    x, y = torch.randn(11, 6, dtype=torch.float64), torch.randint(0, 3, (11,))
+    first = linear_layers(model)[0]
+    (got,) = layer_statistics(model, [first], x, y)
+    jac = []  # (n, C, d): per-sample Jacobians of the logits w.r.t. the first layer's input
+    for n in range(len(x)):
+        jac.append(torch.autograd.functional.jacobian(model, x[n:n + 1])[0, :, 0].numpy())
+    jac = np.stack(jac)
+    mean = jac.mean(0)
+    centred = np.einsum("nci,ncj->ij", jac - mean, jac - mean) / len(x)
+    np.testing.assert_allclose(got.centred_agop.numpy(), centred, atol=1e-10)
+
+
+def test_init_baseline_is_pearson_of_the_two_nfms():
+    rng = np.random.default_rng(9)
+    w, w0 = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    a, b = (w - w0).T @ (w - w0), w0.T @ w0
+    expected = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    assert init_baseline(torch.from_numpy(w), torch.from_numpy(w0)) == pytest.approx(expected)

@@ -52,7 +52,14 @@ def test_agop_writes_seed_outputs_with_correct_values(work, run_cli):
     x = x.reshape(len(x), -1).double().numpy()
     w = linear_layers(model)[0].weight.detach().double().numpy()
     assert data["layers"]["0"]["h_vs_m"][2] == pytest.approx(cos(x.T @ x / len(x), w.T @ w))
-    assert data["train_loss"][2] == pytest.approx(record["metrics"]["train_loss"])
+    # train loss of epoch 2 from numpy: the bias-free ReLU MLP's MSE to one-hot targets
+    y = load_split(from_dict(ClassifierConfig, record["config"]).data).y_train.numpy()
+    h = x
+    weights = [lin.weight.detach().double().numpy() for lin in linear_layers(model)]
+    for w_k in weights[:-1]:
+        h = np.maximum(h @ w_k.T, 0.0)
+    mse = np.mean((h @ weights[-1].T - np.eye(10)[y]) ** 2)
+    assert data["train_loss"][2] == pytest.approx(mse, rel=1e-4)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["models"]["muon_run"]["final_epoch"] == 2
 
@@ -109,3 +116,20 @@ def test_run_without_initial_checkpoint_reports_epoch_0(work, run_cli, tmp_path)
     result = run_cli("agop", tmp_path / "no_init", "--work-dir", work, "--output-dir",
                      tmp_path / "out")
     assert result.code == 2 and "Model not found for epoch 0" in result.err, result.err
+
+
+def test_metric_pearson_sqrt_and_centred_agop_drive_the_summary(work, run_cli):
+    out = work / "pearson"
+    result = run_cli("agop", "adam_run", "--work-dir", work, "--output-dir", out,
+                     "--metric", "pearson_sqrt", "--centred-agop", "--epochs", "2")
+    assert result.code == 0, result.err
+    data = json.loads((out / "adam_run_similarities.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["models"]["adam_run"]
+    assert summary["metric"] == "pearson_sqrt_centred_agop_vs_nfm"
+    layer = summary["layers"]["1"]
+    assert layer["agop_vs_nfm"] == data["layers"]["1"]["pearson_sqrt_centred_agop_vs_nfm"][-1]
+    assert layer["g_vs_h"] == data["layers"]["1"]["pearson_g_vs_h"][-1]
+    assert -1 <= data["layers"]["0"]["init_baseline"][-1] <= 1
+    bad = run_cli("agop", "adam_run", "--work-dir", work, "--output-dir", work / "bad_metric",
+                  "--metric", "spearman")
+    assert bad.code == 2 and "metric" in bad.err

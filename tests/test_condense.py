@@ -134,9 +134,14 @@ def test_micro_f1_matches_sklearn():
         f1_score(target, pred, average="micro"))
 
 
-def test_summarise():
-    assert summarise([0.5, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1),
-                                     "runs": [0.5, 0.7]}
+def test_summarise_gives_sample_std_and_a_t_interval():
+    scores = [0.5, 0.7, 0.65, 0.55, 0.6]
+    out = summarise(scores)
+    std = np.sqrt(sum((v - 0.6) ** 2 for v in scores) / 4)
+    half = 2.7764451051977987 * std / np.sqrt(5)  # t(0.975, 4), from tables
+    assert out["mean"] == pytest.approx(0.6) and out["std"] == pytest.approx(std)
+    assert out["ci95"] == pytest.approx([0.6 - half, 0.6 + half])
+    assert summarise([0.4])["ci95"] == [0.4, 0.4] and summarise([0.4])["std"] == 0.0
 
 
 def _toy_data(multilabel: bool = False) -> RealData:
@@ -156,9 +161,11 @@ def test_class_members_and_random_subset():
     assert [y[2 * c:2 * c + 2, c].min().item() for c in range(3)] == [1.0, 1.0, 1.0]
 
 
-def _condenser(tmp_path, **condense) -> Condenser:
+def _condenser(tmp_path, dsa: bool = False, optimizer: str = "sgd", **condense) -> Condenser:
     data = _toy_data()
     cfg = CondenseConfig(seed=0, device="cpu")
+    cfg.augmentation.dsa = dsa
+    cfg.optimization.optimizer = optimizer
     cfg.network.model = ModelConfig(arch="convnet", channels=[4], hidden=[8], bias=True)
     cfg.dataset.batch_real = 8
     cfg.condense = dataclasses.replace(cfg.condense, ipc=2, num_premodel=2, num_freqs=64,

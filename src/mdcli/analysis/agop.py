@@ -17,6 +17,14 @@ products are matrix products (``X^T X``) accumulated and returned in the model's
 narrowing layer (``d_out < d_in``, e.g. the output layer), and for the first layer when that is
 cheaper, they are taken of the gradients with respect to ``z = W h`` instead:
 ``AGOP = W^T E[sum_c dz_c dz_c^T] W`` (likewise ``G``).
+
+A convolution ``z_l = W p_l + b`` (``W`` the (out, in*kh*kw) unfolded filters, ``p_l`` the
+input patch at output position ``l``) is analysed as a linear layer over patches: ``h`` are
+the patches, sums run over samples *and* positions (expectations over samples), ``M = W^T W``
+of the unfolded filters, and the patch AGOP is ``E[sum_l sum_c (df_c/dp_l)^T (df_c/dp_l)]``
+with ``df_c/dp_l = W^T df_c/dz_l`` (always taken in z space). The centred AGOP subtracts
+``sum_c E[J_c]^T E[J_c]``, the Jacobian's mean (for a convolution ``L sum_c m_c^T m_c``,
+``m_c`` the mean over samples and the ``L`` positions, so it stays positive semi-definite).
 """
 
 from __future__ import annotations
@@ -25,24 +33,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mdcli.errors import InputError
 from mdcli.losses.classification import LossName, per_sample_loss
-from mdcli.models.classifier import linear_layers
 
-SIMILARITIES = ("agop_vs_nfm", "sqrt_agop_vs_nfm", "g_vs_h", "g_vs_m", "h_vs_m")
+SIMILARITIES = ("agop_vs_nfm", "sqrt_agop_vs_nfm", "centred_agop_vs_nfm",
+                "sqrt_centred_agop_vs_nfm", "g_vs_h", "g_vs_m", "h_vs_m")
+Layer = nn.Linear | nn.Conv2d
 
 
 @dataclass
 class LayerStats:
-    """The four ``(d_in, d_in)`` matrices of one linear layer over ``n_samples``."""
+    """The ``(d_in, d_in)`` matrices of one layer over ``n_samples``; ``jac_mean`` (C, d_in)
+    is ``E[J_c]`` (for the centred AGOP, ``agop - jac_mean^T jac_mean``)."""
 
     H: torch.Tensor
     G: torch.Tensor
     M: torch.Tensor
     agop: torch.Tensor
     n_samples: int
+    jac_mean: torch.Tensor | None = None
+
+    @property
+    def centred_agop(self) -> torch.Tensor:
+        if self.jac_mean is None:
+            return self.agop
+        return self.agop - self.jac_mean.T @ self.jac_mean
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -74,20 +92,23 @@ def sqrt_psd(a: torch.Tensor) -> torch.Tensor:
 
 def nfm(weight: torch.Tensor, init: torch.Tensor | None = None) -> torch.Tensor:
     """``W^T W`` (or ``(W - W_0)^T (W - W_0)`` with ``init``), shape (d_in, d_in)."""
-    w = weight.detach()
+    w = weight.detach().flatten(1)  # a convolution's filters unfolded: (out, in*kh*kw)
     if init is not None:
-        w = w - init.detach().to(w.device, w.dtype)
+        w = w - init.detach().to(w.device, w.dtype).flatten(1)
     return w.T @ w
 
 
 def layer_similarities(stats: LayerStats) -> dict[str, float]:
     """Cosines (and ``pearson_`` centred variants) of AGOP vs NFM, AGOP^1/2 vs NFM, G vs H,
     G vs M and H vs M, all from one Gram matrix of the five flattened matrices (float64)."""
-    names = ("agop", "sqrt_agop", "G", "H", "M")
-    mats = [stats.agop.double(), sqrt_psd(stats.agop), stats.G.double(), stats.H.double(),
-            stats.M.double()]
+    names = ("agop", "sqrt_agop", "cagop", "sqrt_cagop", "G", "H", "M")
+    centred = stats.centred_agop.double()
+    mats = [stats.agop.double(), sqrt_psd(stats.agop), centred, sqrt_psd(centred),
+            stats.G.double(), stats.H.double(), stats.M.double()]
     mats = torch.stack(mats).flatten(1)
     pairs = {"agop_vs_nfm": ("agop", "M"), "sqrt_agop_vs_nfm": ("sqrt_agop", "M"),
+             "centred_agop_vs_nfm": ("cagop", "M"),
+             "sqrt_centred_agop_vs_nfm": ("sqrt_cagop", "M"),
              "g_vs_h": ("G", "H"), "g_vs_m": ("G", "M"), "h_vs_m": ("H", "M")}
     out = {}
     for prefix, rows in (("", mats), ("pearson_", mats - mats.mean(1, keepdim=True))):
@@ -99,34 +120,59 @@ def layer_similarities(stats: LayerStats) -> dict[str, float]:
     return out
 
 
-def resolve_layers(model: nn.Module, layers: Sequence[nn.Linear | int] | None) -> list[nn.Linear]:
-    """Linear modules from modules or indices into the model's linear layers (None: all)."""
-    linears = linear_layers(model)
+def feature_layers(model: nn.Module) -> list[Layer]:
+    """The layers analysed: ``nn.Linear`` and ``nn.Conv2d`` modules in registration order
+    (for mdcli's MLPs and ConvNets, forward order)."""
+    return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def layer_dims(layer: Layer) -> tuple[int, int]:
+    """``(d_in, d_out)``: a convolution's patch size ``in*kh*kw`` and its channels."""
+    if isinstance(layer, nn.Conv2d):
+        return layer.weight[0].numel(), layer.out_channels
+    return layer.in_features, layer.out_features
+
+
+def init_baseline(weight: torch.Tensor, init: torch.Tensor) -> float:
+    """Pearson(NFM(W - W0), NFM(W0)): how much of the NFM's structure the initial weights
+    already explain."""
+    return pearson(nfm(weight, init), nfm(init))
+
+
+def resolve_layers(model: nn.Module, layers: Sequence[Layer | int] | None) -> list[Layer]:
+    """Layers from modules or indices into :func:`feature_layers` (None: all)."""
+    linears = feature_layers(model)
     if layers is None:
         return linears
     out = []
     for layer in layers:
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            if isinstance(layer, nn.Conv2d) and layer.groups != 1:
+                raise InputError(f"layer {layer}: grouped convolutions are not supported")
             out.append(layer)
         elif isinstance(layer, int) and -len(linears) <= layer < len(linears):
             out.append(linears[layer])
         else:
-            raise InputError(f"layer {layer!r}: the model has {len(linears)} linear layers "
-                             f"(indices 0-{len(linears) - 1})")
+            raise InputError(f"layer {layer!r}: the model has {len(linears)} linear/conv "
+                             f"layers (indices 0-{len(linears) - 1})")
     return out
 
 
-def z_space(model: nn.Module, modules: list[nn.Linear]) -> list[bool]:
+def z_space(model: nn.Module, modules: list[Layer]) -> list[bool]:
     """Per layer, whether AGOP and G are cheaper from gradients w.r.t. ``z = W h``.
 
     Per sample and direction, the outer product costs ``d_in^2`` in h space and ``d_out^2`` in
     z space. The backward pass must reach ``h`` for every layer above the first selected one
     anyway; for the first one, z space also saves the backward through ``W`` (``d_in d_out``).
     """
-    order = {id(m): k for k, m in enumerate(linear_layers(model))}
+    order = {id(m): k for k, m in enumerate(feature_layers(model))}
     first = min(order[id(m)] for m in modules)
-    return [m.out_features ** 2 < m.in_features ** 2 + (
-        m.in_features * m.out_features if order[id(m)] == first else 0) for m in modules]
+    out = []
+    for m in modules:
+        d_in, d_out = layer_dims(m)
+        out.append(isinstance(m, nn.Conv2d) or d_out ** 2 < d_in ** 2 + (
+            d_in * d_out if order[id(m)] == first else 0))
+    return out
 
 
 SPLIT_GRAM = 256  # from this width on, X^T X is formed from 3 of its 4 blocks
@@ -158,7 +204,7 @@ def _mirror(acc: torch.Tensor) -> torch.Tensor:
 class _InputRecorder:
     """Forward hooks that keep the input ``h`` and output ``z`` of each watched layer."""
 
-    def __init__(self, layers: list[nn.Linear]) -> None:
+    def __init__(self, layers: list[Layer]) -> None:
         self.inputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.handles = [layer.register_forward_hook(self._hook(i))
                         for i, layer in enumerate(layers)]
@@ -184,7 +230,24 @@ class _InputRecorder:
             handle.remove()
 
 
-def layer_statistics(model: nn.Module, layers: Sequence[nn.Linear | int] | None,
+def _rows(layer: Layer, h: torch.Tensor, grad: torch.Tensor, classes: int
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows of H, of the Jacobians, of g, and the per-sample Jacobian sums (C, B, d) of one
+    layer from its input ``h`` and the batched gradient ``grad`` (C+1, B, ...)."""
+    b = h.shape[0]
+    if isinstance(layer, nn.Conv2d):
+        patches = F.unfold(h.detach(), layer.kernel_size, layer.dilation, layer.padding,
+                           layer.stride)  # (B, d_in, L)
+        rows_h = patches.transpose(1, 2).reshape(-1, patches.shape[1])
+        grad = grad.flatten(3).transpose(2, 3)  # (C+1, B, L, out)
+        per_sample = grad[:classes].mean(2) * grad.shape[2] ** 0.5  # sqrt(L) m: L m^T m below
+        return (rows_h, grad[:classes].reshape(-1, grad.shape[-1]),
+                grad[classes].reshape(-1, grad.shape[-1]), per_sample)
+    return (h.detach().reshape(b, -1), grad[:classes].reshape(-1, grad.shape[-1]),
+            grad[classes], grad[:classes])
+
+
+def layer_statistics(model: nn.Module, layers: Sequence[Layer | int] | None,
                      inputs: torch.Tensor, targets: torch.Tensor,
                      loss: LossName = "cross_entropy", batch_size: int = 1024,
                      device: str | torch.device | None = None) -> list[LayerStats]:
@@ -195,8 +258,8 @@ def layer_statistics(model: nn.Module, layers: Sequence[nn.Linear | int] | None,
     model : nn.Module
         Maps ``inputs`` (N, ...) to logits (N, C); evaluated in eval mode (restored after)
         and moved to ``device``. It must not modify a layer's output in place.
-    layers : sequence of nn.Linear or int, or None
-        Linear modules of ``model``, or indices into its linear layers; None for all.
+    layers : sequence of nn.Linear / nn.Conv2d or int, or None
+        Linear / Conv2d modules of ``model``, or indices into :func:`feature_layers`; None: all.
     inputs, targets : Tensor
         Samples (N, ...) and integer labels (N,) for the loss of ``G``.
     loss : {"cross_entropy", "mse"}
@@ -220,7 +283,7 @@ def layer_statistics(model: nn.Module, layers: Sequence[nn.Linear | int] | None,
     model.to(device)
     modules = resolve_layers(model, layers)
     zspace = z_space(model, modules)
-    sums: dict[str, list[torch.Tensor]] = {"H": [], "G": [], "agop": []}
+    sums: dict[str, list[torch.Tensor]] = {"H": [], "G": [], "agop": [], "jac_mean": []}
     n = len(inputs)
     recorder = _InputRecorder(modules)
     was_training = model.training
@@ -243,8 +306,12 @@ def layer_statistics(model: nn.Module, layers: Sequence[nn.Linear | int] | None,
                 -dloss[None]])
             grads = torch.autograd.grad(logits, wrt, directions, is_grads_batched=True)
             for i, (h, grad) in enumerate(zip(hs, grads, strict=True)):  # grad: (C+1, B, d)
-                h = h.detach().reshape(len(x), -1)
-                jac, g = grad[:classes].reshape(-1, grad.shape[-1]), grad[classes]
+                h, jac, g, per_sample = _rows(modules[i], h, grad, classes)
+                batch_mean = per_sample.sum(1) / n
+                if start == 0:
+                    sums["jac_mean"].append(batch_mean)
+                else:
+                    sums["jac_mean"][i] += batch_mean
                 for key, rows in (("H", h), ("G", g), ("agop", jac)):
                     if start == 0:
                         d = rows.shape[1]
@@ -256,10 +323,12 @@ def layer_statistics(model: nn.Module, layers: Sequence[nn.Linear | int] | None,
         model.train(was_training)
     results = []
     for i, m in enumerate(modules):
-        stats = {k: _mirror(sums[k][i]) for k in sums}
+        stats = {k: _mirror(sums[k][i]) for k in ("H", "G", "agop")}
+        stats["jac_mean"] = sums["jac_mean"][i]
         if zspace[i]:
-            w = m.weight.detach()
-            stats.update(G=w.T @ stats["G"] @ w, agop=w.T @ stats["agop"] @ w)
+            w = m.weight.detach().flatten(1)
+            stats.update(G=w.T @ stats["G"] @ w, agop=w.T @ stats["agop"] @ w,
+                         jac_mean=stats["jac_mean"] @ w)
         results.append(LayerStats(**{k: v.cpu() for k, v in stats.items()},
                                   M=nfm(m.weight).cpu(), n_samples=n))
     return results

@@ -20,17 +20,25 @@ import numpy as np
 import torch
 
 from mdcli import __version__
-from mdcli.analysis.agop import SIMILARITIES, layer_similarities, layer_statistics, nfm
+from mdcli.analysis.agop import (
+    SIMILARITIES,
+    feature_layers,
+    init_baseline,
+    layer_dims,
+    layer_similarities,
+    layer_statistics,
+    nfm,
+)
 from mdcli.config import from_dict, param
 from mdcli.data.arrays import load_split
 from mdcli.errors import InputError
 from mdcli.logs import log
-from mdcli.models.classifier import linear_layers, load_classifier
+from mdcli.models.classifier import load_classifier
 from mdcli.progress import progress
 from mdcli.storage.cache import cache_key, file_digest, load_or_build
 from mdcli.training.classifier import ClassifierConfig
 
-METRICS = (*SIMILARITIES, *(f"pearson_{name}" for name in SIMILARITIES))
+METRICS = (*SIMILARITIES, *(f"pearson_{name}" for name in SIMILARITIES), "init_baseline")
 EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
 
 
@@ -42,12 +50,16 @@ class AgopConfig:
     device: str = "auto"
     models: list[str] = param([], help="run folder names under experiments_dir, or paths")
     experiments_dir: str = param("", help="where model run folders are (default WORK_DIR/train)")
-    layers: list[int] = param([], help="linear layer indices (empty: all)")
+    layers: list[int] = param([], help="linear/conv layer indices in forward order (empty: all)")
     epochs: list[int] = param([], ge=0, help="epochs to analyse (empty: every checkpoint)")
     max_samples: int = param(0, ge=0, help="analyse a seeded subset of N samples (0: all)")
     split: Literal["train", "val", "all"] = param("train", help="which samples to use")
     remove_init: bool = param(False, help="NFM of W - W(epoch 0)")
     batch_size: int = param(1024, ge=1, help="samples per batched forward/backward")
+    metric: Literal["cosine", "pearson_sqrt"] = param(
+        "cosine", help="table, plots and summary: plain cosines, or Pearson with AGOP^1/2 "
+                       "(and Pearson for G/H/M)")
+    centred_agop: bool = param(False, help="table, plots and summary: the Jacobian-centred AGOP")
 
 
 def threads_for_load() -> int:
@@ -124,12 +136,12 @@ def plan_model(model: str, experiments_dir: Path, cfg: AgopConfig) -> ModelPlan:
     model_dir = find_model_dir(model, experiments_dir)
     checkpoints = epoch_checkpoints(model_dir, cfg.epochs)
     model0, record0 = load_classifier(checkpoints[0])
-    n_linear = len(linear_layers(model0))
+    n_linear = len(feature_layers(model0))
     layers = cfg.layers or list(range(n_linear))
     bad = [i for i in layers if not 0 <= i < n_linear]
     if bad:
         raise InputError(f"--layers: {bad[0]} is out of range, {model_dir.name} has {n_linear} "
-                         f"linear layers (0-{n_linear - 1})")
+                         f"linear/conv layers (0-{n_linear - 1})")
     return ModelPlan(model_dir, checkpoints, layers, record0)
 
 
@@ -140,20 +152,17 @@ def analyse_model(plan: ModelPlan, cfg: AgopConfig, cache_fallback: Path,
     model_dir, checkpoints, layers = plan.model_dir, plan.checkpoints, plan.layers
     loss = plan.record0["config"]["train"]["loss"]
     x, y = analysis_samples(plan.record0, cfg)
-    init = []
-    if cfg.remove_init:  # the epoch-0 weights W(0) of the NFM of W - W(0)
-        model0, _ = load_classifier(checkpoints[0])
-        init = [linear_layers(model0)[i].weight.detach().clone() for i in layers]
+    model0, _ = load_classifier(checkpoints[0])  # W(0): --remove-init and the init baseline
+    init = [feature_layers(model0)[i].weight.detach().clone() for i in layers]
     options = {"layers": layers, "split": cfg.split, "max_samples": cfg.max_samples,
                "seed": cfg.seed, "remove_init": cfg.remove_init, "loss": loss,
                "n_samples": len(x), "metrics": list(METRICS), "mdcli_version": __version__}
-    if cfg.remove_init:
-        options["init_sha256"] = file_digest(checkpoints[0])
+    options["init_sha256"] = file_digest(checkpoints[0])
     folder = _cache_folder(model_dir, cache_fallback, options)
 
     def compute(path: Path) -> dict[str, np.ndarray]:
         model, record = load_classifier(path)
-        linears = [linear_layers(model)[i] for i in layers]
+        linears = [feature_layers(model)[i] for i in layers]
         stats = layer_statistics(model, linears, x, y, loss=loss, batch_size=cfg.batch_size,
                                  device=device)
         values = np.zeros((len(layers), len(METRICS)))
@@ -161,10 +170,11 @@ def analyse_model(plan: ModelPlan, cfg: AgopConfig, cache_fallback: Path,
             if cfg.remove_init:
                 st = dataclasses.replace(st, M=nfm(linear.weight, init[row]).cpu())
             sims = layer_similarities(st)
+            sims["init_baseline"] = init_baseline(linear.weight, init[row])
             values[row] = [sims[name] for name in METRICS]
         metrics = record.get("metrics", {})
         losses = [metrics.get(k, float("nan")) for k in ("train_loss", "val_loss")]
-        dims = [[linear.in_features, linear.out_features] for linear in linears]
+        dims = [list(layer_dims(linear)) for linear in linears]
         return {"values": values, "losses": np.asarray(losses, dtype=np.float64),
                 "dims": np.asarray(dims, dtype=np.int64)}
 
@@ -212,3 +222,14 @@ def _result(model_dir: Path, checkpoints: dict[int, Path], layers: list[int],
             "seconds": round(seconds, 3), "mdcli_version": __version__,
         },
     }
+
+
+def display_key(name: str, cfg: AgopConfig) -> str:
+    """The stored metric shown for a similarity ``name`` (``agop_vs_nfm``, ``g_vs_h``, ...)
+    under ``--metric`` and ``--centred-agop``."""
+    if name == "agop_vs_nfm":
+        name = "centred_agop_vs_nfm" if cfg.centred_agop else name
+        if cfg.metric == "pearson_sqrt":
+            return f"pearson_sqrt_{name}"
+        return name
+    return f"pearson_{name}" if cfg.metric == "pearson_sqrt" else name

@@ -33,25 +33,32 @@ def _int_list(option: str, text: str) -> list[int]:
                          f"e.g. 0,1,2,3,4") from None
 
 
-def _print_table(results: list[dict[str, Any]]) -> None:
+def _keys(cfg: Any) -> dict[str, str]:
+    from mdcli.analysis.agop_runs import display_key
+
+    return {key: display_key(key, cfg) for key, _ in TABLE_COLUMNS if key != "sqrt_agop_vs_nfm"}
+
+
+def _print_table(results: list[dict[str, Any]], keys: dict[str, str]) -> None:
     from rich.table import Table
 
     from mdcli.logs import console
 
-    table = Table(title="AGOP / H-G-M cosine similarities at the final epoch")
+    table = Table(title=f"AGOP / H-G-M similarities at the final epoch "
+                        f"({keys['agop_vs_nfm']}, ...)")
     for column in ("model", "epoch", "layer", *(label for _, label in TABLE_COLUMNS)):
         table.add_column(column, justify="left" if column == "model" else "right")
     for result in results:
         for layer, entry in result["layers"].items():
-            cells = [f"{entry[key][-1]:.3f}" for key, _ in TABLE_COLUMNS]
+            cells = [f"{entry[keys.get(key, key)][-1]:.3f}" for key, _ in TABLE_COLUMNS]
             table.add_row(result["model"], str(result["epochs"][-1]), layer, *cells)
     console.print(table)
 
 
-def _final_values(result: dict[str, Any]) -> dict[str, Any]:
+def _final_values(result: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
     return {"final_epoch": result["epochs"][-1], "seconds": result["computed"]["seconds"],
-            "samples": result["computed"]["samples"],
-            "layers": {layer: {key: entry[key][-1] for key, _ in TABLE_COLUMNS}
+            "samples": result["computed"]["samples"], "metric": keys["agop_vs_nfm"],
+            "layers": {layer: {key: entry[keys.get(key, key)][-1] for key, _ in TABLE_COLUMNS}
                        for layer, entry in result["layers"].items()}}
 
 
@@ -83,6 +90,13 @@ def agop(
     batch_size: Annotated[int | None, typer.Option(
         "--batch-size", help="Samples per batched pass (default 1024).",
         show_default=False)] = None,
+    metric: Annotated[str | None, typer.Option(
+        "--metric", metavar="cosine|pearson_sqrt",
+        help="Similarity in the table, plots and summary (default cosine).",
+        show_default=False)] = None,
+    centred_agop: Annotated[bool | None, typer.Option(
+        "--centred-agop/--plain-agop", help="Show the Jacobian-centred AGOP.",
+        show_default=False)] = None,
     config: ConfigOpt = None, sets: SetOpt = None, work_dir: WorkDirOpt = DEFAULT_WORK_DIR,
     name: NameOpt = None, device: DeviceOpt = None, seed: SeedOpt = None,
 ) -> None:
@@ -101,7 +115,8 @@ def agop(
              "layers": _int_list("--layers", layers) if layers else None,
              "epochs": [] if epochs == "all" else _int_list("--epochs", epochs) if epochs else None,
              "max_samples": max_samples, "split": split, "remove_init": remove_init,
-             "batch_size": batch_size, "device": device, "seed": seed}
+             "batch_size": batch_size, "device": device, "seed": seed, "metric": metric,
+             "centred_agop": centred_agop}
     raw.update({k: v for k, v in given.items() if v is not None})
     cfg = from_dict(AgopConfig, raw)
     if not cfg.models:
@@ -111,6 +126,7 @@ def agop(
         raise InputError(f"--models: two models share a folder name ({names}); outputs would clash")
     root = Path(cfg.experiments_dir) if cfg.experiments_dir else work_dir / "train"
     plans = [plan_model(m, root, cfg) for m in cfg.models]
+    keys = _keys(cfg)
     compute_device = resolve_device(cfg.device)
     torch_threads = threads_for_load()
     with start_run("agop", cfg, work_dir=work_dir, name=name, path=output_dir,
@@ -122,12 +138,13 @@ def agop(
         for plan in plans:
             result = analyse_model(plan, cfg, run.path / "cache", compute_device)
             dump_json(run.path / f"{result['model']}_similarities.json", result)
-            plot_enhanced_analysis(result, run.path / f"{result['model']}_enhanced_analysis.png")
+            plot_enhanced_analysis(result, run.path / f"{result['model']}_enhanced_analysis.png",
+                                   keys)
             results.append(result)
-            run.update_summary(models={result["model"]: _final_values(result)})
+            run.update_summary(models={result["model"]: _final_values(result, keys)})
         if len(results) > 1:
-            plot_comparison(results, run.path / COMPARISON_FILE)
-        _print_table(results)
+            plot_comparison(results, run.path / COMPARISON_FILE, keys)
+        _print_table(results, keys)
     from mdcli.logs import console
 
     console.print(f"outputs: {run.path}")

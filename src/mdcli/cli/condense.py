@@ -74,7 +74,8 @@ def condense(
     from mdcli import dist
     from mdcli.condense.config import CondenseConfig
     from mdcli.condense.evaluate import evaluation_table
-    from mdcli.config import apply_override, from_dict, load_config
+    from mdcli.condense.reference import load_condense_config
+    from mdcli.config import apply_override, from_dict
     from mdcli.logs import console
     from mdcli.runs import start_run
 
@@ -85,7 +86,7 @@ def condense(
         from mdcli.condense.synfile import load_syn
 
         if config:
-            cfg = load_config(CondenseConfig, config, overrides)
+            cfg = load_condense_config(config, overrides)
         else:
             raw = load_syn(evaluate)["config"]
             for override in overrides:
@@ -95,7 +96,7 @@ def condense(
         if not config:
             raise InputError("--config: required, a YAML file or a packaged name such as "
                              "condense/digits_ipc10 (or --evaluate FILE)")
-        cfg = load_config(CondenseConfig, config, overrides)
+        cfg = load_condense_config(config, overrides)
         if cfg.condense.init == "load" and not cfg.condense.load_path:
             raise InputError("--init load: needs --load-path FILE (a syn_data_*.pth) or "
                              "condense.load_path in the config")

@@ -19,8 +19,9 @@ from torch import nn
 
 from mdcli.condense.config import CondenseConfig
 from mdcli.condense.data import RealData
-from mdcli.condense.decode import decode, decode_labels
+from mdcli.condense.decode import decode_class
 from mdcli.condense.domains import ImageDomain, TextDomain
+from mdcli.condense.dsa import DiffAugment
 from mdcli.condense.premodels import Premodel, blend
 from mdcli.condense.sampling import SamplingNet, gaussian_frequencies
 from mdcli.condense.streams import stream
@@ -83,7 +84,11 @@ class Condenser:
         if opt.optimizer == "sgd":
             self.optimizer = torch.optim.SGD([self.syn], lr=opt.lr_img, momentum=opt.mom_img)
         else:
-            self.optimizer = torch.optim.Adam([self.syn], lr=opt.lr_img * opt.lr_scale_adam)
+            adam = torch.optim.AdamW if opt.optimizer == "adamw" else torch.optim.Adam
+            self.optimizer = adam([self.syn], lr=opt.lr_img * opt.lr_scale_adam)
+        aug = cfg.augmentation
+        self.augment = DiffAugment(aug.aug_type if aug.dsa and domain.modality == "image"
+                                   else "none", "augmentation.aug_type")
         self.model = self._frozen(domain.new_model(0))
         self.final_model = self._frozen(domain.new_model(0))
         self.dims = self._feature_dims()
@@ -130,10 +135,14 @@ class Condenser:
         rank's ``j``-th class in ``syn``."""
         return slice(j * self.ipc, (j + 1) * self.ipc)
 
-    def _syn_inputs(self, j: int, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = decode(self.syn[self._slot(j)], self.cfg.condense.factor)
+    def _syn_inputs(self, j: int, k: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """This rank's ``j``-th class (class ``k``) decoded: inputs, labels, masks."""
+        c = self.cfg.condense
+        x, labels = decode_class(self.syn[self._slot(j)], self.labels[self._slot(k)], c.factor,
+                                 c.decode_type, c.decode_bound)
         mask = self.mask[self._slot(k)] if self.mask is not None else None
-        return x, mask
+        return x, labels, mask
 
     def frequencies(self, gen: torch.Generator) -> list[torch.Tensor]:
         """One (num_freqs, d) frequency matrix per matched layer."""
@@ -153,12 +162,20 @@ class Condenser:
         pick = torch.randperm(len(members), generator=stream(c.seed, "real", it, k))
         idx = members[pick[:c.dataset.batch_real].to(self.device)]
         mask = self.mask_real[idx] if self.mask_real is not None else None
+        x_syn, _, mask_syn = self._syn_inputs(j, k)
+        x_real = self.x_real[idx]
+        if self.augment:  # siamese: one draw of the parameters for real and synthetic images
+            both = self.augment(torch.cat([x_real, x_syn]), stream(c.seed, "augment", it, k),
+                                shared=True)
+            x_real, x_syn = both[:len(x_real)], both[len(x_real):]
         with torch.no_grad():
-            real = self.domain.features(self.model, self.x_real[idx], mask, layers)
-        syn = self.domain.features(self.model, *self._syn_inputs(j, k), layers)
+            real = self.domain.features(self.model, x_real, mask, layers)
+        syn = self.domain.features(self.model, x_syn, mask_syn, layers)
+        dm = c.condense.dis_metrics == "MMD" and c.condense.mmd_variant == "dm"
         losses = []
         for i, (r, s) in enumerate(zip(real, syn, strict=True)):
-            r, s = F.normalize(r, dim=1), F.normalize(s, dim=1)
+            if not dm:
+                r, s = F.normalize(r, dim=1), F.normalize(s, dim=1)
             if c.condense.dis_metrics == "NCFM":
                 losses.append(cf_loss(r, s, freqs[i], c.condense.alpha_for_loss,
                                       c.condense.beta_for_loss))
@@ -166,14 +183,21 @@ class Condenser:
                 losses.append(mmd_loss(r, s))
         return torch.stack(losses).mean()
 
-    def calib_loss(self) -> torch.Tensor:
+    def match_scale(self) -> float:
+        """``loss_scale``, except for DM's MMD, which is used unscaled."""
+        c = self.cfg.condense
+        return 1.0 if c.dis_metrics == "MMD" and c.mmd_variant == "dm" else c.loss_scale
+
+    def calib_loss(self, it: int, step: int) -> torch.Tensor:
         """Sum over this rank's classes of the trained network's loss on their synthetic data."""
         total = self.syn.new_zeros(())
-        factor = self.cfg.condense.factor
         for j, k in enumerate(self.classes):
-            logits = self.domain.logits(self.final_model, *self._syn_inputs(j, k))
-            labels = decode_labels(self.labels[self._slot(k)], factor)
-            total = total + classification_loss(logits, labels)
+            x, labels, mask = self._syn_inputs(j, k)
+            if self.augment:
+                x = self.augment(x, stream(self.cfg.seed, "augment", it, k, step + 1),
+                                 shared=True)
+            total = total + classification_loss(self.domain.logits(self.final_model, x, mask),
+                                                 labels)
         return total
 
     def step(self, it: int) -> dict[str, float]:
@@ -185,11 +209,18 @@ class Condenser:
         self.model.load_state_dict(blend(premodel, a))
         freqs = self.frequencies(gen)
         match = self.syn.new_zeros(())
-        for j, k in enumerate(self.classes):
-            match = match + c.loss_scale * self.match_loss(j, k, it, freqs)
         self.optimizer.zero_grad(set_to_none=True)
         if self.nets is not None:
             self.net_optimizer.zero_grad(set_to_none=False)
+        per_class = c.step_schedule == "class"
+        for j, k in enumerate(self.classes):
+            loss = self.match_scale() * self.match_loss(j, k, it, freqs)
+            if per_class:  # the reference: one step of the synthetic data per class
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward(retain_graph=self.nets is not None)
+                self.optimizer.step()
+                loss = loss.detach()
+            match = match + loss
         if match.requires_grad:
             match.backward()
         if self.nets is not None:  # gradient ascent: the frequencies maximise the discrepancy
@@ -197,12 +228,13 @@ class Condenser:
                 grad = p.grad if p.grad is not None else torch.zeros_like(p)
                 p.grad = -_sum_over_ranks(grad)
             self.net_optimizer.step()
-        self.optimizer.step()
+        if not per_class:
+            self.optimizer.step()
         calib = self.syn.new_zeros(())
         if c.iter_calib and c.calib_weight > 0:
             self.final_model.load_state_dict(premodel.final)
-            for _ in range(c.iter_calib):
-                calib = c.calib_weight * self.calib_loss()
+            for step in range(c.iter_calib):
+                calib = c.calib_weight * self.calib_loss(it, step)
                 self.optimizer.zero_grad(set_to_none=True)
                 if calib.requires_grad:
                     calib.backward()

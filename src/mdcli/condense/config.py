@@ -53,10 +53,10 @@ class NetworkConfig:
 class OptimizationConfig:
     """``optimization``: how the synthetic data and the sampling network are updated."""
 
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr_img: float = param(0.01, gt=0)
     mom_img: float = param(0.5, ge=0, lt=1)
-    lr_scale_adam: float = param(0.1, gt=0, help="Adam's learning rate is lr_img * this")
+    lr_scale_adam: float = param(0.1, gt=0, help="Adam's/AdamW's learning rate is lr_img * this")
     lr_sampling_net: float = param(1e-3, gt=0)
 
 
@@ -73,7 +73,16 @@ class CondenseSection:
     num_freqs: int = param(4096, ge=1)
     freq_scale: float = param(1.0, gt=0, help="standard deviation of the Gaussian frequencies")
     dis_metrics: Literal["NCFM", "MMD"] = "NCFM"
+    mmd_variant: Literal["normalised", "dm"] = param(
+        "normalised", help="MMD: of L2-normalised features times loss_scale, or DM's (raw "
+                           "features, no scale)")
     factor: int = param(1, ge=1, help="each stored image holds factor x factor smaller ones")
+    decode_type: Literal["single", "multi", "bound"] = param(
+        "single", help="multi-formation decoding: factor only, every factor 1..factor, or "
+                       "factors from large to small within decode_bound images")
+    decode_bound: int = param(128, ge=1, help="decode_type bound: most decoded images per class")
+    step_schedule: Literal["iteration", "class"] = param(
+        "iteration", help="one synthetic-data step per iteration, or one per class (reference)")
     alpha_for_loss: float = param(0.5, ge=0)
     beta_for_loss: float = param(0.5, ge=0)
     loss_scale: float = param(300.0, gt=0, help="multiplies the matching loss (reference: 300)")
@@ -89,12 +98,29 @@ class EvaluationConfig:
     """``evaluation``: fresh networks trained on condensed / random subset / full data."""
 
     enabled: bool = True
-    seeds: list[int] = param([0, 1, 2], help="one network per seed and data set")
+    seeds: list[int] = param([0, 1, 2, 3, 4], help="one network per seed and data set; each "
+                             "names a seed of a stream disjoint from the extractors' seeds")
+    cross_arch: list[Literal["mlp", "convnet"]] = param(
+        ["mlp", "convnet"], help="images: also evaluate on these architectures (the one "
+                                 "condensed with is skipped)")
     epochs: int = param(300, ge=1, help="epochs on the condensed data and the random subset")
     full_epochs: int = param(20, ge=1, help="epochs on the full training set")
     batch_size: int = param(256, ge=1)
     optim: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=0.002))
     full: bool = param(True, help="also train on the full training set")
+
+
+@dataclass
+class AugmentationConfig:
+    """``augmentation``: NCFM's differentiable siamese augmentation (images only)."""
+
+    dsa: bool = param(True, help="augment (DSA) in matching, calibration and evaluation")
+    dsa_strategy: str = param("color_crop_cutout_flip_scale_rotate",
+                              help="DSA transforms when training evaluation networks")
+    aug_type: str = param("color_crop_cutout", help="DSA transforms in matching/calibration")
+    mixup: Literal["cut", "none"] = param("cut", help="CutMix in evaluation training")
+    beta: float = param(1.0, gt=0, help="CutMix: Beta(beta, beta) of the kept share")
+    mix_p: float = param(0.5, ge=0, le=1, help="CutMix: probability per batch")
 
 
 @dataclass
@@ -108,3 +134,4 @@ class CondenseConfig:
     optimization: OptimizationConfig = dataclasses.field(default_factory=OptimizationConfig)
     condense: CondenseSection = dataclasses.field(default_factory=CondenseSection)
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+    augmentation: AugmentationConfig = dataclasses.field(default_factory=AugmentationConfig)

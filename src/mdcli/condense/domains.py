@@ -8,6 +8,7 @@ samples of a class. Synthetic images are (n, C, H, W) (stored with multi-formati
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 from torch import nn
@@ -70,12 +71,15 @@ class ImageDomain:
         self.cfg, self.data = cfg, data
         self.sample_shape = tuple(data.x_train.shape[1:])
         self.model_cfg = with_data_shape(cfg.network.model, self.sample_shape, data.nclass)
-        check_factor(self.sample_shape, cfg.condense.factor)
+        check_factor(self.sample_shape, cfg.condense.factor, cfg.condense.decode_type)
 
-    def new_model(self, seed: int) -> nn.Module:
+    def new_model(self, seed: int, arch: str | None = None) -> nn.Module:
+        """A fresh network from torch seed ``seed``; ``arch`` another architecture with the
+        same widths (cross-architecture evaluation)."""
+        cfg = self.model_cfg if arch is None else dataclasses.replace(self.model_cfg, arch=arch)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return build_classifier(self.model_cfg)
+            return build_classifier(cfg)
 
     def features(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
                  layer_index: list[int]) -> list[torch.Tensor]:
@@ -111,6 +115,10 @@ class TextDomain:
         if cfg.condense.factor != 1:
             raise InputError(f"config key 'condense.factor': {cfg.condense.factor}, but "
                              f"multi-formation applies to images only; use 1 for text")
+        if cfg.condense.init == "mix":
+            raise InputError("config key 'condense.init': 'mix' shrinks factor x factor real "
+                             "images into one stored image, which applies to images only; use "
+                             "random or noise for text")
         self.base = load_text_classifier(cfg.network.model_path, data.nclass)
         layers = cfg.network.layer_index
         if layers and max(layers) > self.base.num_layers:

@@ -105,7 +105,7 @@ def condense(cfg: CondenseConfig, run: Run, ctx: DistContext, work_dir: Path,
         run.update_summary(**summary)
         if cfg.evaluation.enabled and ctx.is_main:
             syn["factor"] = cfg.condense.factor
-            evaluation = evaluate_condensed(cfg, data, domain, syn, ctx.device)
+            evaluation = evaluate_condensed(cfg, data, domain, syn, ctx.device, premodels)
             run.update_summary(evaluation=evaluation)
             summary["evaluation"] = evaluation
         dist.barrier()

@@ -22,7 +22,12 @@ def _save(fig: Figure, path: Path) -> Path:
     return Path(path)
 
 
-def plot_enhanced_analysis(result: dict[str, Any], path: str | Path) -> Path:
+def _key(key: str, keys: dict[str, str] | None) -> str:
+    return keys.get(key, key) if keys else key
+
+
+def plot_enhanced_analysis(result: dict[str, Any], path: str | Path,
+                           keys: dict[str, str] | None = None) -> Path:
     """One subplot per layer: train (blue) / val (red) loss on the left axis, the four
     similarities on the right axis in [0, 1]. ``result`` is a ``*_similarities.json`` body."""
     layers = list(result["layers"])
@@ -38,10 +43,10 @@ def plot_enhanced_analysis(result: dict[str, Any], path: str | Path) -> Path:
         ax.set_ylabel("loss")
         right = ax.twinx()
         for key, label, colour in LINES:
-            handles += right.plot(epochs, result["layers"][layer][key], color=colour,
+            handles += right.plot(epochs, result["layers"][layer][_key(key, keys)], color=colour,
                                   marker="o", markersize=2.5, label=label)
-        right.set_ylim(0, 1.02)
-        right.set_ylabel("cosine similarity")
+        right.set_ylim(-1.02 if _key("agop_vs_nfm", keys).startswith("pearson") else 0, 1.02)
+        right.set_ylabel("similarity (" + _key("agop_vs_nfm", keys) + ")")
         dims = result["layers"][layer]
         ax.set_title(f"Layer {layer} ({dims['d_in']}->{dims['d_out']})")
         if k == 0:
@@ -51,7 +56,8 @@ def plot_enhanced_analysis(result: dict[str, Any], path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
-def plot_comparison(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
+def plot_comparison(results: Sequence[dict[str, Any]], path: str | Path,
+                    keys: dict[str, str] | None = None) -> Path:
     """A grid (rows: similarities, columns: layers) with one line per model."""
     layers = sorted({int(k) for r in results for k in r["layers"]})
     fig = Figure(figsize=(3.6 * len(layers), 2.9 * len(LINES)), layout="constrained")
@@ -61,7 +67,7 @@ def plot_comparison(results: Sequence[dict[str, Any]], path: str | Path) -> Path
             for result in results:
                 entry = result["layers"].get(str(layer))
                 if entry is not None:
-                    ax.plot(result["epochs"], entry[key], marker="o", markersize=2,
+                    ax.plot(result["epochs"], entry[_key(key, keys)], marker="o", markersize=2,
                             label=result["model"])
             ax.set_ylim(0, 1.02)
             if row == 0:
