@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mdcli.data.importing.common import GRAVITY
+from mdcli.data.importing.netcdf import NETCDF_HINT
 from mdcli.errors import InputError
 
 # names used by best tracks and old files that pint reads otherwise (mb = millibarn, kn = kN)
@@ -22,7 +23,6 @@ PLAUSIBLE = {"sst": (-5.0, 45.0), "msl": (850.0, 1090.0), "z": (-1000.0, 36000.0
              "r": (0.0, 110.0), "ir": (150.0, 345.0)}
 EXPECTED = {"sst": "K, degC or deg_C", "msl": "Pa or hPa", "z": "m**2 s**-2 or m",
             "r": "% or 1 (a fraction)", "ir": "K or degC"}
-UNITS_HINT = "pip install mdcli[netcdf]"
 
 
 @cache
@@ -32,7 +32,7 @@ def registry() -> Any:
         from cf_xarray.units import units
     except ImportError as exc:
         raise InputError(f"`mdcli data import` parses units with pint and cf_xarray "
-                         f"({exc.name} is not installed): {UNITS_HINT}") from None
+                         f"({exc.name} is not installed): {NETCDF_HINT}") from None
     return units
 
 
