@@ -10,7 +10,8 @@ import pytest
 from mdcli.errors import EXIT_BELOW_BAR
 
 KEYS = {"cosine_similarity", "euclidean_distance", "euclidean_distance_median",
-        "nearest_distance", "cluster_variance_ratio", "knn_overlap", "cka", "grade",
+        "relative_distance", "nearest_distance", "cluster_variance_ratio", "knn_overlap",
+        "mutual_knn", "cka", "cka_debiased", "grade", "raw_grade",
         "diagnoses", "n_samples", "dim", "variables"}
 
 
