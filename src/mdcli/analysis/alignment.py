@@ -317,7 +317,7 @@ def meets(grade_name: str, bar: str) -> bool:
     return GRADES.index(grade_name) >= GRADES.index(bar)
 
 
-REPORT_FORMAT, REPORT_VERSION = "mdcli-alignment", 1
+REPORT_FORMAT, REPORT_VERSION = "mdcli-alignment", 2  # 2: width-free grade
 
 
 @dataclass
