@@ -333,6 +333,7 @@ class FeatureSet:
     student: np.ndarray
     variable: np.ndarray | None = None
     variable_names: tuple[str, ...] = ()
+    available: int = 0  # rows the source held before any ``max_samples`` draw (0: unknown)
 
     def variable_subsets(self) -> list[tuple[str, np.ndarray]]:
         """``(variable name, row mask)`` for every variable present."""

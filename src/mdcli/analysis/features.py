@@ -272,9 +272,10 @@ def load_feature_file(path: str | Path) -> FeatureFile:
     return file
 
 
-def subsample(n: int, max_samples: int, seed: int) -> np.ndarray:
-    """Sorted row indices: all ``n`` rows, or ``max_samples`` of them drawn with ``seed``."""
-    if n <= max_samples:
+def subsample(n: int, max_samples: int | None, seed: int) -> np.ndarray:
+    """Sorted row indices: all ``n`` rows (``max_samples`` None or at least ``n``), or
+    ``max_samples`` of them drawn with ``seed``."""
+    if max_samples is None or n <= max_samples:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
 
@@ -289,13 +290,15 @@ def _variable_ids(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     return position[inverse.reshape(-1)], tuple(names)
 
 
-def file_set(file: FeatureFile, max_samples: int, seed: int, name: str = "features") -> FeatureSet:
+def file_set(file: FeatureFile, max_samples: int | None, seed: int, name: str = "features"
+             ) -> FeatureSet:
     """The paired set of a ``teacher``/``student`` features file (up to ``max_samples`` rows)."""
     rows = subsample(file.teacher.shape[0], max_samples, seed)
     variable, names = (None, ())
     if file.variable is not None:
         variable, names = _variable_ids(file.variable[rows])
-    return FeatureSet(name, file.teacher[rows], file.student[rows], variable, names)
+    return FeatureSet(name, file.teacher[rows], file.student[rows], variable, names,
+                      available=file.teacher.shape[0])
 
 
 def distill_sets(arrays: dict[str, np.ndarray]) -> list[FeatureSet]:
@@ -344,7 +347,7 @@ class SourceSpec:
     config: str | None = None
     sets: tuple[str, ...] = ()
     data_path: Path | None = None
-    max_samples: int = 1000
+    max_samples: int | None = 1000  # None: every row of a features file
     batch_size: int = 32
     seed: int = 0
     layer: str = PRE_LOGITS
@@ -402,6 +405,7 @@ class LabelledFeatures:
     labels: np.ndarray | None
     title: str
     class_names: list[str] | None = None
+    available: int = 0  # rows the source held before the ``max_samples`` draw (0: unknown)
 
 
 def cache_dir_for(ckpt: Path, fallback: Path) -> Path:
@@ -478,7 +482,8 @@ def load_labelled(spec: SourceSpec, device: torch.device, cache_folder: Path
         file = load_feature_file(spec.features)
         rows = subsample(file.features.shape[0], spec.max_samples, spec.seed)
         labels = file.labels[rows] if file.labels is not None else None
-        return LabelledFeatures(file.features[rows], labels, spec.features.name)
+        return LabelledFeatures(file.features[rows], labels, spec.features.name,
+                                available=file.features.shape[0])
     kind, record = checkpoint_kind(spec.ckpt)
     if kind == "classifier":
         return _classifier_features(spec, record, device, cache_folder)
