@@ -238,3 +238,30 @@ def test_help_explains_n_iter(run_cli, monkeypatch):
                    "--max-num-class", "--max-num-samples", "--vis-stage", "--layer",
                    "--shared-map", "--features", "--perplexity"):
         assert option in text, option
+
+
+@pytest.mark.slow
+def test_features_file_embeds_every_row_by_default_and_says_so(run_cli, tmp_path):
+    x, y = make_blobs(1200, 8, centers=3, random_state=2)
+    path = tmp_path / "many.npz"
+    np.savez(path, features=x)
+    out = tmp_path / "o"
+    result = run_cli("tsne", "--features", path, "--save-dir", out, "--n-iter", 260)
+    assert result.code == 0, result.err
+    assert "embedding 1200 of 1200 rows available" in result.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_points"] == summary["n_available"] == 1200
+
+
+@pytest.mark.slow
+def test_seed_script_flags_keep_working(run_cli, tmp_path, paired_file):
+    out = tmp_path / "seed"
+    result = run_cli("tsne", "--features", paired_file, "--save_dir", out,
+                     "--max_samples", 50, "--n-iter", 260, "--perplexity", 10)
+    assert result.code == 0, result.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"]["features"] == {"n_points": 50, "n_available": 120}
+    assert "embedding 50 of 120 rows available" in result.err
+    missing = run_cli("tsne", "--features", paired_file, "--data_path", tmp_path / "no.h5",
+                      "--config", "x.yml")
+    assert missing.code == 2 and "--data-path" in missing.err and "file not found" in missing.err

@@ -64,21 +64,24 @@ def _first_tensor(output: object) -> torch.Tensor:
     raise InputError(f"layer output is {type(output).__name__}, expected a tensor")
 
 
-PRE_LOGITS, BACKBONE = "pre_logits", "backbone"
+PRE_LOGITS, BACKBONE, NECK = "pre_logits", "backbone", "neck"
 
 
 def find_layer(model: nn.Module, layer: str) -> tuple[nn.Module, bool]:
     """The module whose output (or, for ``pre_logits``, input) is the layer's features.
 
     ``layer`` is a name from ``model.named_modules()``, or MMPretrain's stage names:
-    ``pre_logits`` (the input of the last linear layer) and ``backbone`` (the output of the
-    model's ``features`` module when it has one, else ``pre_logits``). Returns
+    ``pre_logits`` (the input of the last linear layer), ``backbone`` (the output of the
+    model's ``features`` module when it has one, else ``pre_logits``) and ``neck`` (the input
+    of the classifier ``head`` module when the model has one, else ``pre_logits``). Returns
     ``(module, use_input)``.
     """
     modules = dict(model.named_modules())
     if layer == BACKBONE and "features" in modules:
         return modules["features"], False
-    if layer in (PRE_LOGITS, BACKBONE):
+    if layer == NECK and "head" in modules:
+        return modules["head"], True
+    if layer in (PRE_LOGITS, BACKBONE, NECK):
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         if not linears:
             raise InputError(f"--layer {layer}: the model has no linear layer")
@@ -348,6 +351,7 @@ class SourceSpec:
     sets: tuple[str, ...] = ()
     data_path: Path | None = None
     max_samples: int | None = 1000  # None: every row of a features file
+    test_cfg: Path | None = None  # a config whose data section gives the samples
     batch_size: int = 32
     seed: int = 0
     layer: str = PRE_LOGITS
@@ -361,6 +365,7 @@ class SourceSpec:
             raise InputError("give exactly one of --ckpt CKPT or --features FILE")
         for flag, path in (("--ckpt", ckpt), ("--features", features),
                            ("--teacher", options.get("teacher")),
+                           ("--test-cfg", options.get("test_cfg")),
                            ("--data-path", options.get("data_path"))):
             if path is not None and not Path(path).is_file():
                 raise InputError(f"{flag} {path}: file not found")
@@ -427,7 +432,7 @@ def cached(folder: Path, provenance: dict, build: Callable[[], dict[str, np.ndar
 
 def _classifier_features(spec: SourceSpec, record: dict, device: torch.device,
                          cache_folder: Path) -> LabelledFeatures:
-    from mdcli.config import from_dict, load_config, to_dict
+    from mdcli.config import from_dict, load_config, read_yaml, resolve_config_path, to_dict
     from mdcli.data.arrays import DataConfig, load_split
     from mdcli.models.classifier import load_classifier
     from mdcli.training.classifier import ClassifierConfig
@@ -436,6 +441,9 @@ def _classifier_features(spec: SourceSpec, record: dict, device: torch.device,
         data_section = to_dict(load_config(ClassifierConfig, spec.config, spec.sets).data)
     else:
         data_section = dict((record.get("config") or {}).get("data") or {})
+    if spec.test_cfg is not None:
+        test = read_yaml(resolve_config_path(spec.test_cfg))
+        data_section = dict(test.get("data", test))
     if spec.data_path is not None:
         data_section["source"] = str(spec.data_path)
     data_cfg = from_dict(DataConfig, data_section, "data")

@@ -48,6 +48,7 @@ class SourceSettings:
     sets: list[str] | None = None
     data_path: str | None = None
     max_samples: int | None = None  # None: every row of a features file, 1000 of a dataset
+    test_cfg: str | None = None
     batch_size: int = 32
     noise_position: float = 0.2
 
@@ -65,6 +66,7 @@ class SourceSettings:
             ckpt=_text_path(self.ckpt), features=_text_path(self.features),
             teacher=_text_path(self.teacher), config=self.config, sets=self.sets,
             data_path=_text_path(self.data_path), max_samples=self.sample_limit(),
+            test_cfg=_text_path(self.test_cfg),
             batch_size=self.batch_size, noise_position=self.noise_position, seed=self.seed,
             **extra)
 

@@ -78,6 +78,25 @@ def checked(params: TSNEParams, n_samples: int | None = None) -> None:
         raise error.for_flag(FLAGS) from None
 
 
+def show_figures(paths: list[Path]) -> None:
+    """Open saved figures in a window, or say in one line that no window can be opened."""
+    import os
+
+    from mdcli.logs import log
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        log.warning("--show: no display, cannot open a window; the figures are saved in %s",
+                    paths[0].parent if paths else ".")
+        return
+    import matplotlib.pyplot as plt
+
+    for path in paths:
+        plt.figure(path.name)
+        plt.imshow(plt.imread(path))
+        plt.axis("off")
+    plt.show()
+
+
 def figure_name(set_name: str) -> str:
     """The seed's figure names: ``tsne_16_features.png``, ``tsne_encoder_32_features.png``."""
     return "tsne_features.png" if set_name == "features" else f"tsne_{set_name}_features.png"
@@ -182,9 +201,13 @@ def _labelled(run: Run, spec: SourceSpec, params: TSNEParams, settings: TsneSett
 
 
 def tsne(
+    config_file: Annotated[str | None, typer.Argument(
+        metavar="[CONFIG]", show_default=False,
+        help="The config (as MMPretrain's vis_tsne.py takes it); the same as --config.")] = None,
     ckpt: Annotated[Path | None, typer.Option(
-        "--ckpt", help="A student checkpoint from `mdcli distill` (teacher vs student at "
-                       "attn16/attn32/enc16/enc32) or a classifier from `mdcli train`.")] = None,
+        "--ckpt", "--checkpoint",
+        help="A student checkpoint from `mdcli distill` (teacher vs student at "
+             "attn16/attn32/enc16/enc32) or a classifier from `mdcli train`.")] = None,
     features: Annotated[Path | None, typer.Option(
         "--features", help="Precomputed features (.npz or HDF5): 'features' [N, D] with "
                            "optional 'labels', or paired 'teacher'/'student'.")] = None,
@@ -193,6 +216,15 @@ def tsne(
         "--config", "-c", metavar="FILE",
         help="The config the checkpoint was trained with (teacher, data).")] = None,
     sets: SetOpt = None,
+    cfg_options: Annotated[list[str] | None, typer.Option(
+        "--cfg-options", metavar="KEY=VALUE",
+        help="MMPretrain's name for --set: override one config value; repeatable.")] = None,
+    test_cfg: Annotated[Path | None, typer.Option(
+        "--test-cfg", help="A config whose data section gives the samples (MMPretrain's "
+                           "test_dataloader config).")] = None,
+    show: Annotated[bool, typer.Option(
+        "--show", help="Also open the figures in a window (when a display exists); they are "
+                       "saved either way.")] = False,
     data_path: Annotated[Path | None, typer.Option(
         "--data-path", "--data_path",
         help="Dataset to draw samples from (default: the checkpoint's).")] = None,
@@ -262,10 +294,13 @@ def tsne(
                         pca_dims=pca_dims,
                         seed=0 if seed is None else seed)
     checked(params)
+    if config_file is not None and config is not None and config_file != config:
+        raise InputError(f"CONFIG {config_file} and --config {config}: give the config once")
     settings = TsneSettings(
         seed=params.seed, device=device or "auto", ckpt=path_text(ckpt),
-        features=path_text(features), teacher=path_text(teacher), config=config,
-        sets=list(sets or []), data_path=path_text(data_path), max_samples=max_samples,
+        features=path_text(features), teacher=path_text(teacher),
+        config=config or config_file, sets=[*(sets or []), *(cfg_options or [])],
+        data_path=path_text(data_path), max_samples=max_samples, test_cfg=path_text(test_cfg),
         batch_size=batch_size, noise_position=noise_position, layer=layer,
         class_idx=parse_class_idx(class_idx),
         max_num_class=max_num_class, max_num_samples=max_num_samples, legend=legend,
@@ -283,3 +318,5 @@ def tsne(
             summary = _labelled(run, spec, params, settings, torch_device)
         run.update_summary(**summary, embeddings=EMBEDDINGS_FILE)
         log.info("figures in %s: %s", run.path, ", ".join(summary["figures"]))
+    if show:
+        show_figures([run.path / name for name in summary["figures"]])
