@@ -134,7 +134,7 @@ def test_micro_f1_matches_sklearn():
         f1_score(target, pred, average="micro"))
 
 
-def test_summarise():
+def test_summarise_gives_mean_population_std_and_runs():
     assert summarise([0.5, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1),
                                      "runs": [0.5, 0.7]}
 

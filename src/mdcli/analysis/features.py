@@ -510,7 +510,9 @@ def load_paired_sets(spec: SourceSpec, device: torch.device, cache_folder: Path
                              f"paired 'teacher' and 'student' arrays")
         return [file_set(file, spec.max_samples, spec.seed)]
     kind, record = checkpoint_kind(spec.ckpt)
-    if kind in DISTILL_KINDS:
+    from mdcli.training.distill import DISTILL_KIND
+
+    if kind == DISTILL_KIND:
         return distill_sets(_distill_arrays(spec, record, device, cache_folder))
     raise InputError(f"--ckpt {spec.ckpt}: a {kind!r} checkpoint, expected a student "
                      f"checkpoint from `mdcli distill` (or use --features)")
@@ -520,10 +522,11 @@ def is_paired_source(spec: SourceSpec) -> bool:
     """Whether ``spec`` gives teacher/student pairs (else one labelled set)."""
     if spec.features is not None:
         return load_feature_file(spec.features).paired
-    return checkpoint_kind(spec.ckpt)[0] in DISTILL_KINDS
+    from mdcli.training.distill import DISTILL_KIND
+
+    return checkpoint_kind(spec.ckpt)[0] == DISTILL_KIND
 
 
-DISTILL_KINDS = ("distill",)
 
 
 def data_stamp(path: str | Path) -> str:
