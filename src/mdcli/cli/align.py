@@ -152,8 +152,10 @@ def align(
                            "before training.")] = None,
     save_dir: Annotated[Path | None, typer.Option(
         "--save-dir", help="Write the outputs here instead of WORK_DIR/align/<run-name>/.")] = None,
-    max_samples: Annotated[int, typer.Option(
-        "--max-samples", min=2, help="At most this many samples.")] = 1000,
+    max_samples: Annotated[int | None, typer.Option(
+        "--max-samples", min=2,
+        help="At most this many samples (default: every row of a features file, 1000 from a "
+             "dataset).")] = None,
     batch_size: BatchSizeOpt = 32,
     noise_position: NoisePositionOpt = 0.2,
     fail_under: Annotated[str | None, typer.Option(
