@@ -202,7 +202,7 @@ def _labelled(run: Run, spec: SourceSpec, params: TSNEParams, settings: TsneSett
 
 def tsne(
     config_file: Annotated[str | None, typer.Argument(
-        metavar="[CONFIG]", show_default=False,
+        metavar="CONFIG", show_default=False,
         help="The config (as MMPretrain's vis_tsne.py takes it); the same as --config.")] = None,
     ckpt: Annotated[Path | None, typer.Option(
         "--ckpt", "--checkpoint",
