@@ -10,7 +10,8 @@ import pytest
 from mdcli.errors import EXIT_BELOW_BAR
 
 KEYS = {"cosine_similarity", "euclidean_distance", "euclidean_distance_median",
-        "nearest_distance", "cluster_variance_ratio", "knn_overlap", "cka", "grade",
+        "relative_distance", "nearest_distance", "cluster_variance_ratio", "knn_overlap",
+        "mutual_knn", "cka", "cka_debiased", "grade", "raw_grade",
         "diagnoses", "n_samples", "dim", "variables"}
 
 
@@ -89,3 +90,10 @@ def test_single_set_file_is_exit_2(run_cli, tmp_path):
     np.savez(path, features=np.ones((6, 3)))
     result = run_cli("align", "--features", path, "--save-dir", tmp_path / "o")
     assert result.code == 2 and "expected paired 'teacher' and 'student'" in result.err
+
+
+def test_features_file_is_aligned_on_every_row_by_default(run_cli, tmp_path):
+    path, _, _ = _pair(tmp_path, "big.npz", noise=0.1, n=1200)
+    result = run_cli("align", "--features", path, "--save-dir", tmp_path / "o", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["sets"]["features"]["n_samples"] == 1200

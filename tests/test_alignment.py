@@ -141,11 +141,14 @@ def test_separated_sets_have_zero_overlap_and_are_diagnosed(teacher):
 
 
 def test_grade_thresholds():
-    base = {"cosine_similarity": 0.9, "euclidean_distance": 1.0, "cluster_variance_ratio": 1.1,
-            "knn_overlap": 1.0}
-    assert al.grade(base) == "excellent"
+    base = {"cosine_similarity": 0.9, "relative_distance": 0.3, "euclidean_distance": 1.0,
+            "cluster_variance_ratio": 1.1, "knn_overlap": 1.0}
+    assert al.grade(base) == "excellent" == al.raw_grade(base)
     assert al.grade({**base, "cosine_similarity": 0.8}) == "good"
-    assert al.grade({**base, "euclidean_distance": 2.0}) == "good"
+    assert al.grade({**base, "relative_distance": 0.8}) == "good"
+    assert al.grade({**base, "relative_distance": 1.2}) == "poor"
+    assert al.grade({**base, "euclidean_distance": 9.0}) == "excellent"  # raw: not graded
+    assert al.raw_grade({**base, "euclidean_distance": 2.0}) == "good"
     assert al.grade({**base, "cluster_variance_ratio": 1.0 / 1.5}) == "good"  # collapsed
     assert al.grade({**base, "cluster_variance_ratio": 2.5}) == "poor"
     assert al.grade({**base, "cosine_similarity": 0.6}) == "poor"
@@ -162,3 +165,87 @@ def test_bad_pairs_are_input_errors(teacher):
     bad[0, 0] = np.nan
     with pytest.raises(InputError, match="NaN"):
         al.evaluate(teacher, bad)
+
+
+def _noisy_pair(width, noise, n=300, seed=0):
+    """A teacher with uneven per-dimension scales and offsets, and it plus relative noise."""
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(0.5, 3.0, size=width)
+    teacher = rng.normal(size=(n, width)) * scale
+    return teacher, teacher + noise * scale * rng.normal(size=(n, width))
+
+
+@pytest.mark.parametrize(("noise", "expected"), [(0.1, "excellent"), (0.3, "excellent"),
+                                                 (0.75, "good"), (1.5, "poor")])
+def test_same_relative_noise_same_grade_at_every_width(noise, expected):
+    grades, raw = set(), set()
+    for width in (8, 16, 64, 128, 384, 512, 1024):
+        teacher, student = _noisy_pair(width, noise)
+        result = al.evaluate(teacher, student)
+        assert result.metrics["relative_distance"] == pytest.approx(noise, rel=0.1)
+        grades.add(result.grade)
+        raw.add(result.raw_grade)
+    assert grades == {expected}
+    if noise == 0.3:  # the seed's raw grade is the width artifact the issue measured
+        assert raw == {"excellent", "good", "poor"}
+
+
+def test_relative_distance_direct():
+    rng = np.random.default_rng(8)
+    t, s = rng.normal(size=(50, 7)) * 3 + 1, rng.normal(size=(50, 7))
+    zt, zs = _z(t, t), _z(t, s)
+    direct = math.sqrt(sum(np.linalg.norm(a - b) ** 2 for a, b in zip(zt, zs, strict=True))
+                       / sum(np.linalg.norm(a) ** 2 for a in zt))
+    assert al.relative_distance(t, s) == pytest.approx(direct)
+    assert al.relative_distance(t, t) == 0.0
+
+
+def _unbiased_hsic(k, l_):
+    """Song et al. (2012), eq. 5, on Gram matrices with zeroed diagonals, written out."""
+    n = len(k)
+    k, l_ = k.copy(), l_.copy()
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(l_, 0.0)
+    one = np.ones(n)
+    return (np.trace(k @ l_) + (one @ k @ one) * (one @ l_ @ one) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * one @ k @ l_ @ one) / (n * (n - 3))
+
+
+def _cka_debiased_gram(x, y):
+    k, l_ = x @ x.T, y @ y.T
+    return _unbiased_hsic(k, l_) / math.sqrt(_unbiased_hsic(k, k) * _unbiased_hsic(l_, l_))
+
+
+def test_cka_debiased_matches_unbiased_hsic_on_gram_matrices():
+    rng = np.random.default_rng(9)
+    t = rng.normal(size=(50, 512))
+    s = rng.normal(size=(50, 512))
+    related = t[:, :64] @ rng.normal(size=(64, 32)) + 0.5 * rng.normal(size=(50, 32))
+    for x, y in ((t, s), (t, related), (t + 3.0, 2 * s - 1)):
+        assert al.cka_debiased(x, y) == pytest.approx(_cka_debiased_gram(x, y), abs=1e-10)
+    assert al.cka(t, s) > 0.8  # linear CKA inflated with fewer samples than dimensions
+    assert abs(al.cka_debiased(t, s)) < 0.05
+    assert al.cka_debiased(t, t) == pytest.approx(1.0)
+
+
+def _mutual_knn_brute(t, s, k):
+    shares = []
+    for i in range(len(t)):
+        found = []
+        for x in (t, s):
+            d = np.linalg.norm(x - x[i], axis=1)
+            d[i] = np.inf
+            found.append(set(np.argsort(d, kind="stable")[:k]))
+        shares.append(len(found[0] & found[1]) / k)
+    return float(np.mean(shares))
+
+
+def test_mutual_knn_brute_force():
+    rng = np.random.default_rng(10)
+    t = rng.normal(size=(60, 5))
+    s = t @ rng.normal(size=(5, 8)) + 0.8 * rng.normal(size=(60, 8))
+    expected = _mutual_knn_brute(t, s, 6)
+    assert 0.1 < expected < 0.9
+    assert al.mutual_knn(t, s, k=6) == pytest.approx(expected)
+    q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    assert al.mutual_knn(t, 4.0 * t @ q, k=6) == 1.0

@@ -468,7 +468,7 @@ def test_help_does_not_import_xarray():
 
 
 # ----------------------------------------------------------------------------- helpers
-def test_helpers():
+def test_level_parsing_segments_and_periodic_longitudes():
     assert parse_levels(None) == {"z": 500.0, "r": 700.0}
     assert parse_levels("r=850") == {"z": 500.0, "r": 850.0}
     with pytest.raises(InputError, match="not VARIABLE=HPA"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -74,11 +75,16 @@ def test_example_script_parses_and_is_documented(script):
         assert any(line.startswith("#SBATCH") for line in lines)
 
 
-def test_examples_hold_scripts_and_no_quickstart():
-    names = {p.name for p in SCRIPTS}
-    assert {"nightly_check.sh", "distill_1node.sbatch", "distill_2nodes.sbatch",
-            "sweep_array.sbatch", "agop_sweep.sbatch"} <= names
-    assert "quickstart.sh" not in names  # `mdcli quickstart` replaces it
+def test_every_example_the_docs_name_exists_and_every_script_is_documented():
+    root = EXAMPLES.parent
+    text = "\n".join(p.read_text(encoding="utf-8")
+                     for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+    named = set(re.findall(r"examples/[A-Za-z0-9_./-]*[A-Za-z0-9_]", text))
+    missing = sorted(n for n in named if not (root / n).exists())
+    assert not missing, f"docs name examples that do not exist: {missing}"
+    undocumented = sorted(str(p.relative_to(root)) for p in SCRIPTS
+                          if str(p.relative_to(root)) not in named)
+    assert not undocumented, f"example scripts no doc names: {undocumented}"
 
 
 def test_bash_n_catches_a_broken_script(tmp_path):

@@ -32,27 +32,41 @@ def blobs():
     return x.astype(np.float32), y
 
 
-def test_cli_constants_match_library():
-    assert cli_tsne.EARLY_EXAGGERATION_ITER == T.EARLY_EXAGGERATION_ITER
-    assert T.TSNEParams().n_iter > T.EARLY_EXAGGERATION_ITER
-
-
 @pytest.mark.parametrize("change, option", [
     ({"n_components": 4}, "--n-components"), ({"perplexity": 0}, "--perplexity"),
     ({"n_iter": 250}, "--n-iter"), ({"init": "umap"}, "--init"),
     ({"learning_rate": -1.0}, "--learning-rate"), ({"early_exaggeration": 0.5},
                                                     "--early-exaggeration"),
     ({"n_iter_without_progress": 10}, "--n-iter-without-progress"),
+    ({"pca_dims": 1}, "--pca-dims"),
 ])
-def test_bad_options_name_the_option(change, option):
-    with pytest.raises(InputError, match=option):
-        T.check_params(dataclasses.replace(T.TSNEParams(), **change))
+def test_bad_options_name_the_parameter_in_the_library_and_the_flag_in_the_cli(change, option):
+    params = dataclasses.replace(T.TSNEParams(), **change)
+    (parameter,) = change
+    with pytest.raises(T.ParamError, match=rf"^{parameter} ") as error:
+        T.check_params(params)
+    assert "--" not in str(error.value)
+    with pytest.raises(InputError, match=rf"^{option} "):
+        cli_tsne.checked(params)
 
 
 def test_perplexity_too_large_for_the_samples():
     T.check_params(T.TSNEParams(perplexity=33), n_samples=100)
-    with pytest.raises(InputError, match=r"--perplexity 34 is too large for 100 samples.*33"):
+    with pytest.raises(InputError, match=r"^perplexity 34 is too large for 100 samples.*33"):
         T.check_params(T.TSNEParams(perplexity=34), n_samples=100)
+    with pytest.raises(InputError, match=r"^--perplexity 34 is too large for 100 samples"):
+        cli_tsne.checked(T.TSNEParams(perplexity=34), n_samples=100)
+
+
+def test_tsne_params_module_does_not_import_opentsne():
+    import subprocess
+    import sys
+
+    code = ("import sys, mdcli.analysis.tsne_params, mdcli.cli.tsne; "
+            "print('openTSNE' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_embedding_keeps_clusters_and_is_deterministic(blobs):
@@ -94,10 +108,11 @@ def test_n_iter_without_progress_stops_early():
     assert not stop(150, 1.5, None) and stop(200, 1.2, None)
 
 
-def test_thread_choice():
-    assert T._threads(T.TSNEParams(), 1000) == 1
-    assert 1 <= T._threads(T.TSNEParams(), 20_000) <= T.MAX_THREADS
-    assert T._threads(T.TSNEParams(n_jobs=3), 10) == 3
+@pytest.mark.parametrize("cores, n, expected", [(16, 20_000, 8), (2, 20_000, 2),
+                                                 (16, 1000, 1), (1, 20_000, 1)])
+def test_threads_follow_the_cores_and_the_problem_size(monkeypatch, cores, n, expected):
+    monkeypatch.setattr(T.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert T._threads(T.TSNEParams(), n) == expected
 
 
 def test_pooling_and_layer_hooks():
@@ -223,3 +238,30 @@ def test_help_explains_n_iter(run_cli, monkeypatch):
                    "--max-num-class", "--max-num-samples", "--vis-stage", "--layer",
                    "--shared-map", "--features", "--perplexity"):
         assert option in text, option
+
+
+@pytest.mark.slow
+def test_features_file_embeds_every_row_by_default_and_says_so(run_cli, tmp_path):
+    x, y = make_blobs(1200, 8, centers=3, random_state=2)
+    path = tmp_path / "many.npz"
+    np.savez(path, features=x)
+    out = tmp_path / "o"
+    result = run_cli("tsne", "--features", path, "--save-dir", out, "--n-iter", 260)
+    assert result.code == 0, result.err
+    assert "embedding 1200 of 1200 rows available" in result.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_points"] == summary["n_available"] == 1200
+
+
+@pytest.mark.slow
+def test_seed_script_flags_keep_working(run_cli, tmp_path, paired_file):
+    out = tmp_path / "seed"
+    result = run_cli("tsne", "--features", paired_file, "--save_dir", out,
+                     "--max_samples", 50, "--n-iter", 260, "--perplexity", 10)
+    assert result.code == 0, result.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"]["features"] == {"n_points": 50, "n_available": 120}
+    assert "embedding 50 of 120 rows available" in result.err
+    missing = run_cli("tsne", "--features", paired_file, "--data_path", tmp_path / "no.h5",
+                      "--config", "x.yml")
+    assert missing.code == 2 and "--data-path" in missing.err and "file not found" in missing.err

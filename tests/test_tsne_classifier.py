@@ -71,3 +71,53 @@ def test_perplexity_too_large_fails_before_extraction(run_cli, tmp_path, classif
                      "--save-dir", out)
     assert result.code == 2 and "--perplexity 30 is too large for 20 samples" in result.err
     assert not out.exists() and not (path.parents[1] / "cache").exists()  # no run, no network
+
+
+def test_neck_is_the_input_of_the_head():
+    from mdcli.analysis.features import layer_features, pool_output
+
+    torch.manual_seed(0)
+    conv = build_classifier(ModelConfig(arch="convnet", channels=[4, 8], hidden=[16],
+                                        input_shape=[1, 8, 8], num_classes=10))
+    x = torch.randn(6, 1, 8, 8)
+    direct = pool_output(conv.features(x)).detach().numpy()
+    assert np.allclose(layer_features(conv, "neck", [x]), direct, atol=1e-6)
+    mlp = build_classifier(ModelConfig(arch="mlp", hidden=[32, 16], input_shape=[1, 8, 8],
+                                       num_classes=10))
+    assert np.allclose(layer_features(mlp, "neck", [x]), layer_features(mlp, "pre_logits", [x]))
+
+
+@pytest.mark.slow
+def test_mmpretrain_command_line_runs_as_written(run_cli, tmp_path, classifier_ckpt,
+                                                 monkeypatch):
+    import json
+
+    import yaml
+
+    path, _, _ = classifier_ckpt
+    config = tmp_path / "clf.yml"
+    config.write_text(yaml.safe_dump({"data": {"source": "digits", "max_samples": 300}}))
+    test_cfg = tmp_path / "test.yml"
+    test_cfg.write_text(yaml.safe_dump({"data": {"source": "digits", "max_samples": 200}}))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    work = tmp_path / "work"
+    result = run_cli("tsne", config, "--checkpoint", path, "--cfg-options", "seed=3",
+                     "--work-dir", work, "--test-cfg", test_cfg, "--show",
+                     "--vis-stage", "neck", "--perplexity", 5, "--n-iter", 300,
+                     "--name", "mm")
+    assert result.code == 0, result.err
+    shows = [line for line in result.err.splitlines() if "--show" in line]
+    assert len(shows) == 1 and "cannot open a window" in shows[0]
+    out = work / "tsne" / "mm"
+    assert (out / "tsne_neck.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    expected = len(load_split(DataConfig(source="digits", max_samples=200)).y_val)
+    assert summary["n_available"] == expected  # the --test-cfg data, not the config's
+    assert f"embedding {summary['n_points']} of {expected} rows available" in result.err
+
+
+def test_config_given_twice_differently_is_exit_2(run_cli, tmp_path, classifier_ckpt):
+    path, _, _ = classifier_ckpt
+    result = run_cli("tsne", "a.yml", "--config", "b.yml", "--ckpt", path)
+    assert result.code == 2 and "give the config once" in result.err

@@ -9,7 +9,6 @@ from torch import nn
 
 from mdcli.analysis import alignment
 from mdcli.analysis.features import (
-    DISTILL_KINDS,
     FEATURE_KEYS,
     DistillBatch,
     distill_features,
@@ -98,12 +97,6 @@ def test_four_sets_with_variable_rows_and_report():
     t, s = arrays["teacher_enc32"][:, 2], arrays["student_enc32"][:, 2]  # Z
     direct = np.mean(np.sum(t * s, 1) / np.linalg.norm(t, axis=1) / np.linalg.norm(s, axis=1))
     assert rep["per_variable_cosine"]["z"]["encoder_32"] == pytest.approx(direct)
-
-
-def test_distill_kind_matches_training():
-    from mdcli.training.distill import DISTILL_KIND
-
-    assert DISTILL_KIND in DISTILL_KINDS
 
 
 TINY = dict(image_size=32, cond_frames=2, pred_frames=1, era5_steps=2, ch=8, ch_mult=[1, 2, 2],

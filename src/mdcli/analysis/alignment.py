@@ -8,12 +8,16 @@ Distances are measured on features *standardised by the teacher's statistics*: b
 shifted by the teacher's per-dimension mean and divided by the teacher's per-dimension
 standard deviation (dimensions where the teacher is constant are divided by 1). A distance is
 therefore in units of teacher standard deviations and does not change when both models' features
-are rescaled, so the seed's thresholds apply to any layer. It still grows with the dimension:
-two unrelated sets with the teacher's distribution lie about ``sqrt(2 D)`` apart.
+are rescaled. It still grows with the dimension: two unrelated sets with the teacher's
+distribution lie about ``sqrt(2 D)`` apart, so the seed's raw thresholds mean something
+different at every width.
 
-Grades use the seed's thresholds (``THRESHOLDS``); the variance ratio is judged by how far it is
-from 1 in either direction (``max(r, 1/r)``), since a collapsed student is as far off as a
-scattered one.
+Grades (``grade``) therefore use only scale-free quantities (``THRESHOLDS``): the mean cosine,
+the relative distance ``||t - s|| / ||t||`` on standardised, teacher-centred features (a student
+equal to the teacher plus noise of ``e`` teacher standard deviations per dimension scores about
+``e`` at any width) and the variance ratio, judged by how far it is from 1 in either direction
+(``max(r, 1/r)``), since a collapsed student is as far off as a scattered one. The seed's grade
+on the raw mean distance is kept as ``raw_grade`` (``RAW_THRESHOLDS``), labelled raw.
 """
 
 from __future__ import annotations
@@ -29,13 +33,19 @@ from mdcli.errors import InputError
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 GRADES = ("poor", "good", "excellent")
-THRESHOLDS = {  # the seed's grading: cos greater than, distance and variance ratio less than
+THRESHOLDS = {  # width-free grading: cos greater than, the other two less than
+    "excellent": {"cosine_similarity": 0.85, "relative_distance": 0.6,
+                  "cluster_variance_ratio": 1.3},
+    "good": {"cosine_similarity": 0.7, "relative_distance": 1.0,
+             "cluster_variance_ratio": 2.0},
+}
+RAW_THRESHOLDS = {  # the seed's grading on the raw (width-dependent) mean distance
     "excellent": {"cosine_similarity": 0.85, "euclidean_distance": 1.5,
                   "cluster_variance_ratio": 1.3},
     "good": {"cosine_similarity": 0.7, "euclidean_distance": 3.0,
              "cluster_variance_ratio": 2.0},
 }
-LOW_COSINE, HIGH_DISTANCE, SEPARATED_OVERLAP = 0.5, 5.0, 0.25
+LOW_COSINE, HIGH_RELATIVE_DISTANCE, SEPARATED_OVERLAP = 0.5, 1.0, 0.25
 KNN_K = 10
 _EPS = 1e-12
 
@@ -90,6 +100,17 @@ def euclidean_distance(teacher: np.ndarray, student: np.ndarray) -> float:
 def euclidean_distance_median(teacher: np.ndarray, student: np.ndarray) -> float:
     """Median paired Euclidean distance on standardised features."""
     return float(np.median(paired_distances(teacher, student)))
+
+
+def relative_distance(teacher: np.ndarray, student: np.ndarray) -> float:
+    """``sqrt(sum ||t - s||^2 / sum ||t||^2)`` on standardised, teacher-centred features.
+
+    0 for a student equal to the teacher, about ``e`` for the teacher plus noise of ``e``
+    teacher standard deviations per dimension, about ``sqrt(2)`` for an unrelated student with
+    the teacher's distribution; it does not depend on the width.
+    """
+    t, s = standardise(teacher, student)
+    return float(np.sqrt(np.sum((t - s) ** 2) / max(np.sum(t ** 2), _EPS)))
 
 
 def nearest_distances(teacher: np.ndarray, student: np.ndarray) -> np.ndarray:
@@ -159,28 +180,90 @@ def cka(teacher: np.ndarray, student: np.ndarray) -> float:
     return float(cross / norm) if norm > _EPS else 0.0
 
 
+def _debiased_dot(xty: float, rows_x: np.ndarray, rows_y: np.ndarray, n: int) -> float:
+    """Unbiased HSIC (Song et al., 2012) of two centred linear kernels, up to ``1/(n(n-3))``."""
+    return float(xty - n / (n - 2.0) * rows_x @ rows_y
+                 + rows_x.sum() * rows_y.sum() / ((n - 1.0) * (n - 2.0)))
+
+
+def cka_debiased(teacher: np.ndarray, student: np.ndarray) -> float:
+    """Linear CKA with the unbiased HSIC estimator (Song et al., 2012; Nguyen et al., 2021).
+
+    Linear CKA is inflated when there are fewer samples than dimensions (two unrelated
+    ``50 x 512`` sets score about 0.9); this estimator is near 0 for unrelated sets and 1 for
+    identical ones. It can be slightly negative. Computed in feature space, ``O(N D^2)``;
+    needs at least 4 samples (0 otherwise).
+    """
+    t = np.asarray(teacher, dtype=np.float64)
+    s = np.asarray(student, dtype=np.float64)
+    n = t.shape[0]
+    if n < 4:
+        return 0.0
+    t = t - t.mean(axis=0)
+    s = s - s.mean(axis=0)
+    rows_t, rows_s = np.einsum("nd,nd->n", t, t), np.einsum("nd,nd->n", s, s)
+    cross = _debiased_dot(np.linalg.norm(s.T @ t) ** 2, rows_t, rows_s, n)
+    norm_t = _debiased_dot(np.linalg.norm(t.T @ t) ** 2, rows_t, rows_t, n)
+    norm_s = _debiased_dot(np.linalg.norm(s.T @ s) ** 2, rows_s, rows_s, n)
+    norm = np.sqrt(max(norm_t, 0.0) * max(norm_s, 0.0))
+    return float(cross / norm) if norm > _EPS else 0.0
+
+
+def mutual_knn(teacher: np.ndarray, student: np.ndarray, k: int = KNN_K) -> float:
+    """Mean share of each row's ``k`` nearest rows that teacher and student agree on, in [0, 1].
+
+    Neighbours are found within each set separately (teacher rows among teacher rows, student
+    rows among student rows), so it is invariant to any rescaling or rotation of either set.
+    """
+    t = np.asarray(teacher, dtype=np.float64)
+    s = np.asarray(student, dtype=np.float64)
+    n = t.shape[0]
+    k = min(k, n - 1)
+    rows = np.arange(n)[:, None]
+    found = []
+    for x, missing in ((t, -1), (s, -2)):
+        _, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+        not_self = idx != rows
+        keep = not_self & (np.cumsum(not_self, axis=1) <= k)
+        found.append(np.where(keep, idx, missing))
+    shared = (found[0][:, :, None] == found[1][:, None, :]).sum(axis=(1, 2))
+    return float(shared.mean() / k)
+
+
 METRICS: dict[str, Metric] = {
     "cosine_similarity": cosine_similarity,
     "euclidean_distance": euclidean_distance,
     "euclidean_distance_median": euclidean_distance_median,
+    "relative_distance": relative_distance,
     "nearest_distance": nearest_distance,
     "cluster_variance_ratio": cluster_variance_ratio,
     "knn_overlap": knn_overlap,
     "cka": cka,
+    "cka_debiased": cka_debiased,
+    "mutual_knn": mutual_knn,
 }
 
 
-def grade(metrics: dict[str, float]) -> str:
-    """``excellent``, ``good`` or ``poor`` by the seed's thresholds."""
+def _graded(metrics: dict[str, float], thresholds: dict, distance: str) -> str:
     ratio = metrics["cluster_variance_ratio"]
     spread = max(ratio, 1.0 / ratio) if ratio > 0 else float("inf")
     for name in ("excellent", "good"):
-        bar = THRESHOLDS[name]
+        bar = thresholds[name]
         if (metrics["cosine_similarity"] > bar["cosine_similarity"]
-                and metrics["euclidean_distance"] < bar["euclidean_distance"]
+                and metrics[distance] < bar[distance]
                 and spread < bar["cluster_variance_ratio"]):
             return name
     return "poor"
+
+
+def grade(metrics: dict[str, float]) -> str:
+    """``excellent``, ``good`` or ``poor`` by the width-free :data:`THRESHOLDS`."""
+    return _graded(metrics, THRESHOLDS, "relative_distance")
+
+
+def raw_grade(metrics: dict[str, float]) -> str:
+    """The seed's grade on the raw mean distance (:data:`RAW_THRESHOLDS`); depends on width."""
+    return _graded(metrics, RAW_THRESHOLDS, "euclidean_distance")
 
 
 def diagnoses(metrics: dict[str, float]) -> list[str]:
@@ -189,9 +272,9 @@ def diagnoses(metrics: dict[str, float]) -> list[str]:
     if metrics["cosine_similarity"] < LOW_COSINE:
         found.append(f"cosine similarity < {LOW_COSINE}: too little feature learning; "
                      f"raise the distillation (feature) loss weight")
-    if metrics["euclidean_distance"] > HIGH_DISTANCE:
-        found.append(f"mean distance > {HIGH_DISTANCE}: the feature spaces differ; "
-                     f"check the loss weights")
+    if metrics["relative_distance"] > HIGH_RELATIVE_DISTANCE:
+        found.append(f"relative distance > {HIGH_RELATIVE_DISTANCE}: the student is further "
+                     f"from the teacher than the teacher's own spread; check the loss weights")
     if metrics["knn_overlap"] < SEPARATED_OVERLAP:
         found.append(f"k-NN overlap < {SEPARATED_OVERLAP}: teacher and student form separate "
                      f"clusters; distillation is poor, adjust the training strategy")
@@ -204,13 +287,14 @@ class Alignment:
 
     metrics: dict[str, float]
     grade: str
+    raw_grade: str
     diagnoses: list[str]
     n_samples: int
     dim: int
 
     def to_dict(self) -> dict:
-        return {**self.metrics, "grade": self.grade, "diagnoses": self.diagnoses,
-                "n_samples": self.n_samples, "dim": self.dim}
+        return {**self.metrics, "grade": self.grade, "raw_grade": self.raw_grade,
+                "diagnoses": self.diagnoses, "n_samples": self.n_samples, "dim": self.dim}
 
 
 def evaluate(teacher: np.ndarray, student: np.ndarray, what: str = "features") -> Alignment:
@@ -219,7 +303,8 @@ def evaluate(teacher: np.ndarray, student: np.ndarray, what: str = "features") -
     student = np.asarray(student, dtype=np.float64)
     check_pair(teacher, student, what)
     metrics = {name: fn(teacher, student) for name, fn in METRICS.items()}
-    return Alignment(metrics, grade(metrics), diagnoses(metrics), *teacher.shape)
+    return Alignment(metrics, grade(metrics), raw_grade(metrics), diagnoses(metrics),
+                     *teacher.shape)
 
 
 def worst_grade(grades: list[str]) -> str:
@@ -232,7 +317,7 @@ def meets(grade_name: str, bar: str) -> bool:
     return GRADES.index(grade_name) >= GRADES.index(bar)
 
 
-REPORT_FORMAT, REPORT_VERSION = "mdcli-alignment", 1
+REPORT_FORMAT, REPORT_VERSION = "mdcli-alignment", 2  # 2: width-free grade
 
 
 @dataclass
@@ -248,6 +333,7 @@ class FeatureSet:
     student: np.ndarray
     variable: np.ndarray | None = None
     variable_names: tuple[str, ...] = ()
+    available: int = 0  # rows the source held before any ``max_samples`` draw (0: unknown)
 
     def variable_subsets(self) -> list[tuple[str, np.ndarray]]:
         """``(variable name, row mask)`` for every variable present."""
@@ -292,12 +378,15 @@ def compare(current: dict, baseline: dict) -> dict:
 
 _TEXT_NAMES = {
     "cosine_similarity": "cosine similarity (mean, paired)",
-    "euclidean_distance": "euclidean distance (mean, standardised)",
-    "euclidean_distance_median": "euclidean distance (median, standardised)",
+    "euclidean_distance": "raw: euclidean distance (mean, standardised)",
+    "euclidean_distance_median": "raw: euclidean distance (median, standardised)",
+    "relative_distance": "relative distance ||t - s|| / ||t||",
     "nearest_distance": "teacher -> nearest student distance (mean)",
     "cluster_variance_ratio": "cluster variance ratio (student / teacher)",
     "knn_overlap": f"k-NN overlap (k={KNN_K}, 1 = mixed)",
     "cka": "linear CKA",
+    "cka_debiased": "debiased linear CKA (unbiased HSIC)",
+    "mutual_knn": f"mutual k-NN overlap (k={KNN_K}, within each set)",
 }
 
 
@@ -305,7 +394,8 @@ def set_text(name: str, entry: dict) -> str:
     """Plain-text metrics of one set (``alignment_metrics_<name>.txt``)."""
     lines = [f"feature set: {name}", f"samples: {entry['n_samples']}   dim: {entry['dim']}", ""]
     lines += [f"{_TEXT_NAMES[key]:<46} {entry[key]:.4f}" for key in METRICS]
-    lines += ["", f"grade: {entry['grade']}"]
+    lines += ["", f"grade: {entry['grade']}",
+              f"raw grade (seed thresholds, depends on width): {entry['raw_grade']}"]
     lines += [f"diagnosis: {text}" for text in entry["diagnoses"]] or ["diagnosis: none"]
     if entry.get("variables"):
         lines += ["", "per variable:   " + "  ".join(f"{k:>8}" for k in
@@ -316,7 +406,9 @@ def set_text(name: str, entry: dict) -> str:
                                        "cluster_variance_ratio", "knn_overlap", "cka")]
             lines.append(f"  {variable:<13} " + "  ".join(f"{v:8.4f}" for v in values)
                          + f"  {sub['grade']:>8}")
-    lines += ["", "thresholds: excellent cos > 0.85, distance < 1.5, variance ratio < 1.3; "
-              "good cos > 0.7, distance < 3.0, variance ratio < 2.0 (ratio judged as "
-              "max(r, 1/r))"]
+    lines += ["", "thresholds: excellent cos > 0.85, relative distance < 0.6, variance ratio "
+              "< 1.3; good cos > 0.7, relative distance < 1.0, variance ratio < 2.0 (ratio "
+              "judged as max(r, 1/r))",
+              "raw thresholds (seed): excellent cos > 0.85, distance < 1.5, variance ratio "
+              "< 1.3; good cos > 0.7, distance < 3.0, variance ratio < 2.0"]
     return "\n".join(lines) + "\n"

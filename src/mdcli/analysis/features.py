@@ -64,21 +64,24 @@ def _first_tensor(output: object) -> torch.Tensor:
     raise InputError(f"layer output is {type(output).__name__}, expected a tensor")
 
 
-PRE_LOGITS, BACKBONE = "pre_logits", "backbone"
+PRE_LOGITS, BACKBONE, NECK = "pre_logits", "backbone", "neck"
 
 
 def find_layer(model: nn.Module, layer: str) -> tuple[nn.Module, bool]:
     """The module whose output (or, for ``pre_logits``, input) is the layer's features.
 
     ``layer`` is a name from ``model.named_modules()``, or MMPretrain's stage names:
-    ``pre_logits`` (the input of the last linear layer) and ``backbone`` (the output of the
-    model's ``features`` module when it has one, else ``pre_logits``). Returns
+    ``pre_logits`` (the input of the last linear layer), ``backbone`` (the output of the
+    model's ``features`` module when it has one, else ``pre_logits``) and ``neck`` (the input
+    of the classifier ``head`` module when the model has one, else ``pre_logits``). Returns
     ``(module, use_input)``.
     """
     modules = dict(model.named_modules())
     if layer == BACKBONE and "features" in modules:
         return modules["features"], False
-    if layer in (PRE_LOGITS, BACKBONE):
+    if layer == NECK and "head" in modules:
+        return modules["head"], True
+    if layer in (PRE_LOGITS, BACKBONE, NECK):
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         if not linears:
             raise InputError(f"--layer {layer}: the model has no linear layer")
@@ -272,9 +275,10 @@ def load_feature_file(path: str | Path) -> FeatureFile:
     return file
 
 
-def subsample(n: int, max_samples: int, seed: int) -> np.ndarray:
-    """Sorted row indices: all ``n`` rows, or ``max_samples`` of them drawn with ``seed``."""
-    if n <= max_samples:
+def subsample(n: int, max_samples: int | None, seed: int) -> np.ndarray:
+    """Sorted row indices: all ``n`` rows (``max_samples`` None or at least ``n``), or
+    ``max_samples`` of them drawn with ``seed``."""
+    if max_samples is None or n <= max_samples:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
 
@@ -289,13 +293,15 @@ def _variable_ids(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     return position[inverse.reshape(-1)], tuple(names)
 
 
-def file_set(file: FeatureFile, max_samples: int, seed: int, name: str = "features") -> FeatureSet:
+def file_set(file: FeatureFile, max_samples: int | None, seed: int, name: str = "features"
+             ) -> FeatureSet:
     """The paired set of a ``teacher``/``student`` features file (up to ``max_samples`` rows)."""
     rows = subsample(file.teacher.shape[0], max_samples, seed)
     variable, names = (None, ())
     if file.variable is not None:
         variable, names = _variable_ids(file.variable[rows])
-    return FeatureSet(name, file.teacher[rows], file.student[rows], variable, names)
+    return FeatureSet(name, file.teacher[rows], file.student[rows], variable, names,
+                      available=file.teacher.shape[0])
 
 
 def distill_sets(arrays: dict[str, np.ndarray]) -> list[FeatureSet]:
@@ -344,7 +350,8 @@ class SourceSpec:
     config: str | None = None
     sets: tuple[str, ...] = ()
     data_path: Path | None = None
-    max_samples: int = 1000
+    max_samples: int | None = 1000  # None: every row of a features file
+    test_cfg: Path | None = None  # a config whose data section gives the samples
     batch_size: int = 32
     seed: int = 0
     layer: str = PRE_LOGITS
@@ -358,6 +365,7 @@ class SourceSpec:
             raise InputError("give exactly one of --ckpt CKPT or --features FILE")
         for flag, path in (("--ckpt", ckpt), ("--features", features),
                            ("--teacher", options.get("teacher")),
+                           ("--test-cfg", options.get("test_cfg")),
                            ("--data-path", options.get("data_path"))):
             if path is not None and not Path(path).is_file():
                 raise InputError(f"{flag} {path}: file not found")
@@ -402,6 +410,7 @@ class LabelledFeatures:
     labels: np.ndarray | None
     title: str
     class_names: list[str] | None = None
+    available: int = 0  # rows the source held before the ``max_samples`` draw (0: unknown)
 
 
 def cache_dir_for(ckpt: Path, fallback: Path) -> Path:
@@ -423,7 +432,7 @@ def cached(folder: Path, provenance: dict, build: Callable[[], dict[str, np.ndar
 
 def _classifier_features(spec: SourceSpec, record: dict, device: torch.device,
                          cache_folder: Path) -> LabelledFeatures:
-    from mdcli.config import from_dict, load_config, to_dict
+    from mdcli.config import from_dict, load_config, read_yaml, resolve_config_path, to_dict
     from mdcli.data.arrays import DataConfig, load_split
     from mdcli.models.classifier import load_classifier
     from mdcli.training.classifier import ClassifierConfig
@@ -432,6 +441,9 @@ def _classifier_features(spec: SourceSpec, record: dict, device: torch.device,
         data_section = to_dict(load_config(ClassifierConfig, spec.config, spec.sets).data)
     else:
         data_section = dict((record.get("config") or {}).get("data") or {})
+    if spec.test_cfg is not None:
+        test = read_yaml(resolve_config_path(spec.test_cfg))
+        data_section = dict(test.get("data", test))
     if spec.data_path is not None:
         data_section["source"] = str(spec.data_path)
     data_cfg = from_dict(DataConfig, data_section, "data")
@@ -478,7 +490,8 @@ def load_labelled(spec: SourceSpec, device: torch.device, cache_folder: Path
         file = load_feature_file(spec.features)
         rows = subsample(file.features.shape[0], spec.max_samples, spec.seed)
         labels = file.labels[rows] if file.labels is not None else None
-        return LabelledFeatures(file.features[rows], labels, spec.features.name)
+        return LabelledFeatures(file.features[rows], labels, spec.features.name,
+                                available=file.features.shape[0])
     kind, record = checkpoint_kind(spec.ckpt)
     if kind == "classifier":
         return _classifier_features(spec, record, device, cache_folder)
@@ -497,7 +510,9 @@ def load_paired_sets(spec: SourceSpec, device: torch.device, cache_folder: Path
                              f"paired 'teacher' and 'student' arrays")
         return [file_set(file, spec.max_samples, spec.seed)]
     kind, record = checkpoint_kind(spec.ckpt)
-    if kind in DISTILL_KINDS:
+    from mdcli.training.distill import DISTILL_KIND
+
+    if kind == DISTILL_KIND:
         return distill_sets(_distill_arrays(spec, record, device, cache_folder))
     raise InputError(f"--ckpt {spec.ckpt}: a {kind!r} checkpoint, expected a student "
                      f"checkpoint from `mdcli distill` (or use --features)")
@@ -507,10 +522,11 @@ def is_paired_source(spec: SourceSpec) -> bool:
     """Whether ``spec`` gives teacher/student pairs (else one labelled set)."""
     if spec.features is not None:
         return load_feature_file(spec.features).paired
-    return checkpoint_kind(spec.ckpt)[0] in DISTILL_KINDS
+    from mdcli.training.distill import DISTILL_KIND
+
+    return checkpoint_kind(spec.ckpt)[0] == DISTILL_KIND
 
 
-DISTILL_KINDS = ("distill",)
 
 
 def data_stamp(path: str | Path) -> str:

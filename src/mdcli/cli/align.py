@@ -27,8 +27,9 @@ from mdcli.storage.atomic import atomic_write_text
 
 # Heavy modules (torch, scikit-learn) are imported inside the functions that need them, so
 # that `mdcli --help` and shell completion stay fast.
-METRIC_KEYS = ("cosine_similarity", "euclidean_distance", "euclidean_distance_median",
-               "nearest_distance", "cluster_variance_ratio", "knn_overlap", "cka")
+METRIC_KEYS = ("cosine_similarity", "relative_distance", "euclidean_distance",
+               "euclidean_distance_median", "nearest_distance", "cluster_variance_ratio",
+               "knn_overlap", "mutual_knn", "cka", "cka_debiased")
 
 DISPLAY_NAMES = {"16": "attention 16x16", "32": "attention 32x32",
                  "encoder_16": "encoder 16x16", "encoder_32": "encoder 32x32",
@@ -45,8 +46,8 @@ def metrics_table(rep: dict, title: str = "feature alignment") -> Table:
     """Rows: feature sets; columns: every metric and the grade."""
     table = Table(title=title)
     table.add_column("feature set")
-    for header in ("cosine", "distance", "median dist.", "nearest", "var. ratio",
-                   "k-NN overlap", "CKA", "grade"):
+    for header in ("cosine", "rel. dist.", "raw dist.", "raw median", "raw nearest",
+                   "var. ratio", "k-NN overlap", "mutual k-NN", "CKA", "debiased CKA", "grade"):
         table.add_column(header, justify="right")
     for name, entry in rep["sets"].items():
         values = [f"{entry[key]:.3f}" for key in METRIC_KEYS]
@@ -76,13 +77,13 @@ def change_table(rep: dict) -> Table:
     table = Table(title="change from baseline (current - baseline)")
     table.add_column("feature set")
     table.add_column("grade", justify="right")
-    for header in ("cosine", "distance", "var. ratio", "k-NN overlap", "CKA"):
+    for header in ("cosine", "rel. dist.", "var. ratio", "k-NN overlap", "CKA"):
         table.add_column(f"d {header}", justify="right")
     for name, delta in rep["change"].items():
         before = rep["baseline"]["sets"][name]["grade"]
         after = rep["sets"][name]["grade"]
         table.add_row(display(name), f"{before} -> {after}",
-                      *[f"{delta[k]:+.3f}" for k in ("cosine_similarity", "euclidean_distance",
+                      *[f"{delta[k]:+.3f}" for k in ("cosine_similarity", "relative_distance",
                                                       "cluster_variance_ratio", "knn_overlap",
                                                       "cka")])
     return table
@@ -151,8 +152,10 @@ def align(
                            "before training.")] = None,
     save_dir: Annotated[Path | None, typer.Option(
         "--save-dir", help="Write the outputs here instead of WORK_DIR/align/<run-name>/.")] = None,
-    max_samples: Annotated[int, typer.Option(
-        "--max-samples", min=2, help="At most this many samples.")] = 1000,
+    max_samples: Annotated[int | None, typer.Option(
+        "--max-samples", min=2,
+        help="At most this many samples (default: every row of a features file, 1000 from a "
+             "dataset).")] = None,
     batch_size: BatchSizeOpt = 32,
     noise_position: NoisePositionOpt = 0.2,
     fail_under: Annotated[str | None, typer.Option(
@@ -195,8 +198,9 @@ def align(
             rep["change"] = alignment.compare(rep, base)
         rep["source"] = spec.describe()
         write_report(run.path, rep, per_set_files=False)
+        keys = (*METRIC_KEYS, "grade", "raw_grade")
         run.update_summary(grade=rep["grade"], sets={
-            n: {k: e[k] for k in (*METRIC_KEYS, "grade")} for n, e in rep["sets"].items()})
+            n: {k: e[k] for k in keys} for n, e in rep["sets"].items()})
         log.info("overall grade: %s (alignment.json in %s)", rep["grade"], run.path)
     if as_json:
         print(json.dumps(rep))

@@ -32,6 +32,9 @@ def _text_path(text: str | None) -> Path | None:
     return None if text is None else Path(text)
 
 
+DEFAULT_MAX_SAMPLES = 1000
+
+
 @dataclass
 class SourceSettings:
     """Where the features come from (the start of the command's saved ``config.yaml``)."""
@@ -44,9 +47,16 @@ class SourceSettings:
     config: str | None = None
     sets: list[str] | None = None
     data_path: str | None = None
-    max_samples: int = 1000
+    max_samples: int | None = None  # None: every row of a features file, 1000 of a dataset
+    test_cfg: str | None = None
     batch_size: int = 32
     noise_position: float = 0.2
+
+    def sample_limit(self) -> int | None:
+        """``--max-samples``, or its default: every row of a features file, else 1000."""
+        if self.max_samples is not None:
+            return self.max_samples
+        return None if self.features is not None else DEFAULT_MAX_SAMPLES
 
     def spec(self, **extra: object) -> SourceSpec:
         """The checked :class:`SourceSpec` (``extra``: further fields such as ``layer``)."""
@@ -55,7 +65,8 @@ class SourceSettings:
         return SourceSpec.from_options(
             ckpt=_text_path(self.ckpt), features=_text_path(self.features),
             teacher=_text_path(self.teacher), config=self.config, sets=self.sets,
-            data_path=_text_path(self.data_path), max_samples=self.max_samples,
+            data_path=_text_path(self.data_path), max_samples=self.sample_limit(),
+            test_cfg=_text_path(self.test_cfg),
             batch_size=self.batch_size, noise_position=self.noise_position, seed=self.seed,
             **extra)
 

@@ -10,6 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mdcli.analysis.tsne_params import (
+    EARLY_EXAGGERATION_ITER,
+    ParamError,
+    TSNEParams,
+    check_params,
+)
 from mdcli.cli.options import DEFAULT_WORK_DIR, DeviceOpt, NameOpt, SeedOpt, SetOpt, WorkDirOpt
 from mdcli.cli.sources import (
     BatchSizeOpt,
@@ -21,15 +27,18 @@ from mdcli.cli.sources import (
 )
 from mdcli.errors import InputError
 
+FLAGS = {"n_components": "--n-components", "perplexity": "--perplexity",
+         "early_exaggeration": "--early-exaggeration", "learning_rate": "--learning-rate",
+         "n_iter": "--n-iter", "n_iter_without_progress": "--n-iter-without-progress",
+         "init": "--init", "pca_dims": "--pca-dims"}
+
 if TYPE_CHECKING:
     from mdcli.analysis.features import SourceSpec
-    from mdcli.analysis.tsne import TSNEParams
     from mdcli.runs import Run
 
 # Heavy modules (torch, openTSNE, matplotlib) are imported inside the functions that use them,
 # so that `mdcli --help` and shell completion stay fast.
 PRE_LOGITS = "pre_logits"
-EARLY_EXAGGERATION_ITER = 250  # mdcli.analysis.tsne.EARLY_EXAGGERATION_ITER (tested equal)
 EMBEDDINGS_FILE = "tsne_embeddings.h5"
 
 
@@ -61,6 +70,33 @@ def parse_class_idx(values: list[str] | None) -> list[str]:
     return [part for value in values or [] for part in re.split(r"[,\s]+", value) if part]
 
 
+def checked(params: TSNEParams, n_samples: int | None = None) -> None:
+    """:func:`check_params`, its errors worded with this command's flags."""
+    try:
+        check_params(params, n_samples)
+    except ParamError as error:
+        raise error.for_flag(FLAGS) from None
+
+
+def show_figures(paths: list[Path]) -> None:
+    """Open saved figures in a window, or say in one line that no window can be opened."""
+    import os
+
+    from mdcli.logs import log
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        log.warning("--show: no display, cannot open a window; the figures are saved in %s",
+                    paths[0].parent if paths else ".")
+        return
+    import matplotlib.pyplot as plt
+
+    for path in paths:
+        plt.figure(path.name)
+        plt.imshow(plt.imread(path))
+        plt.axis("off")
+    plt.show()
+
+
 def figure_name(set_name: str) -> str:
     """The seed's figure names: ``tsne_16_features.png``, ``tsne_encoder_32_features.png``."""
     return "tsne_features.png" if set_name == "features" else f"tsne_{set_name}_features.png"
@@ -74,7 +110,8 @@ def max_points(spec: SourceSpec, settings: TsneSettings, paired: bool) -> int:
     labelled = spec.features is None
     if spec.features is not None:
         file = load_feature_file(spec.features)
-        rows = min(len(file.teacher if file.paired else file.features), spec.max_samples)
+        rows = len(file.teacher if file.paired else file.features)
+        rows = rows if spec.max_samples is None else min(rows, spec.max_samples)
         labelled = file.labels is not None
     else:
         rows = spec.max_samples * (len(VARIABLES) if paired else 1)
@@ -92,14 +129,16 @@ def _paired(run: Run, spec: SourceSpec, params: TSNEParams, shared_map: bool,
 
     from mdcli.analysis import alignment
     from mdcli.analysis.features import load_paired_sets
-    from mdcli.analysis.tsne import check_params, embed_pair, save_embeddings
+    from mdcli.analysis.tsne import embed_pair, save_embeddings
     from mdcli.cli.align import display, write_report
     from mdcli.logs import log
     from mdcli.plots.tsne import plot_teacher_student
 
     sets = load_paired_sets(spec, device, run.cache)
     for item in sets:  # every set's options are checked before any embedding starts
-        check_params(params, len(item.teacher) * (1 if shared_map else 2))
+        checked(params, len(item.teacher) * (1 if shared_map else 2))
+        log.info("%s: embedding %d of %d rows available (teacher and student each)",
+                 display(item.name), len(item.teacher), item.available or len(item.teacher))
     rep = alignment.report(sets)
     rep["source"] = spec.describe()
     write_report(run.path, rep, per_set_files=True)
@@ -123,8 +162,10 @@ def _paired(run: Run, spec: SourceSpec, params: TSNEParams, shared_map: bool,
             arrays[f"{item.name}/variable"] = item.variable
         log.info("t-SNE of %s done in %.1f s", display(item.name), time.perf_counter() - start)
     save_embeddings(run.path / EMBEDDINGS_FILE, arrays, params, {"shared_map": int(shared_map)})
+    rows = {item.name: {"n_points": len(item.teacher),
+                        "n_available": item.available or len(item.teacher)} for item in sets}
     return {"mode": "distillation" if spec.ckpt else "features", "figures": figures,
-            "grade": rep["grade"]}
+            "grade": rep["grade"], "rows": rows}
 
 
 def _labelled(run: Run, spec: SourceSpec, params: TSNEParams, settings: TsneSettings,
@@ -132,7 +173,7 @@ def _labelled(run: Run, spec: SourceSpec, params: TSNEParams, settings: TsneSett
     import numpy as np
 
     from mdcli.analysis.features import load_labelled, select_classes
-    from mdcli.analysis.tsne import check_params, embed, save_embeddings
+    from mdcli.analysis.tsne import embed, save_embeddings
     from mdcli.logs import log
     from mdcli.plots.tsne import plot_classes
 
@@ -142,8 +183,10 @@ def _labelled(run: Run, spec: SourceSpec, params: TSNEParams, settings: TsneSett
                               settings.max_num_samples)
     else:
         rows = np.arange(len(data.features))
-    check_params(params, len(rows))
-    log.info("t-SNE of %d points, dim %d", len(rows), data.features.shape[1])
+    checked(params, len(rows))
+    available = data.available or len(data.features)
+    log.info("t-SNE: embedding %d of %d rows available, dim %d", len(rows), available,
+             data.features.shape[1])
     coords = embed(data.features[rows], params)
     labels = data.labels[rows] if data.labels is not None else None
     stem = "features" if spec.features else re.sub(r"[^A-Za-z0-9_-]+", "_", settings.layer)
@@ -154,13 +197,17 @@ def _labelled(run: Run, spec: SourceSpec, params: TSNEParams, settings: TsneSett
         arrays["labels"] = labels if labels.dtype.kind != "U" else labels.astype("S")
     save_embeddings(run.path / EMBEDDINGS_FILE, arrays, params)
     return {"mode": "features" if spec.features else "classifier", "figures": [figure.name],
-            "n_points": int(len(rows))}
+            "n_points": int(len(rows)), "n_available": int(available)}
 
 
 def tsne(
+    config_file: Annotated[str | None, typer.Argument(
+        metavar="CONFIG", show_default=False,
+        help="The config (as MMPretrain's vis_tsne.py takes it); the same as --config.")] = None,
     ckpt: Annotated[Path | None, typer.Option(
-        "--ckpt", help="A student checkpoint from `mdcli distill` (teacher vs student at "
-                       "attn16/attn32/enc16/enc32) or a classifier from `mdcli train`.")] = None,
+        "--ckpt", "--checkpoint",
+        help="A student checkpoint from `mdcli distill` (teacher vs student at "
+             "attn16/attn32/enc16/enc32) or a classifier from `mdcli train`.")] = None,
     features: Annotated[Path | None, typer.Option(
         "--features", help="Precomputed features (.npz or HDF5): 'features' [N, D] with "
                            "optional 'labels', or paired 'teacher'/'student'.")] = None,
@@ -169,12 +216,25 @@ def tsne(
         "--config", "-c", metavar="FILE",
         help="The config the checkpoint was trained with (teacher, data).")] = None,
     sets: SetOpt = None,
+    cfg_options: Annotated[list[str] | None, typer.Option(
+        "--cfg-options", metavar="KEY=VALUE",
+        help="MMPretrain's name for --set: override one config value; repeatable.")] = None,
+    test_cfg: Annotated[Path | None, typer.Option(
+        "--test-cfg", help="A config whose data section gives the samples (MMPretrain's "
+                           "test_dataloader config).")] = None,
+    show: Annotated[bool, typer.Option(
+        "--show", help="Also open the figures in a window (when a display exists); they are "
+                       "saved either way.")] = False,
     data_path: Annotated[Path | None, typer.Option(
-        "--data-path", help="Dataset to draw samples from (default: the checkpoint's).")] = None,
+        "--data-path", "--data_path",
+        help="Dataset to draw samples from (default: the checkpoint's).")] = None,
     save_dir: Annotated[Path | None, typer.Option(
-        "--save-dir", help="Write the outputs here instead of WORK_DIR/tsne/<run-name>/.")] = None,
-    max_samples: Annotated[int, typer.Option(
-        "--max-samples", min=4, help="At most this many samples through the network.")] = 1000,
+        "--save-dir", "--save_dir",
+        help="Write the outputs here instead of WORK_DIR/tsne/<run-name>/.")] = None,
+    max_samples: Annotated[int | None, typer.Option(
+        "--max-samples", "--max_samples", min=4,
+        help="At most this many samples (default: every row of a features file, 1000 from a "
+             "dataset).")] = None,
     batch_size: BatchSizeOpt = 32,
     noise_position: NoisePositionOpt = 0.2,
     layer: Annotated[str, typer.Option(
@@ -208,6 +268,9 @@ def tsne(
         help="Stop when the KL divergence has not improved for this many steps.")] = 300,
     init: Annotated[str, typer.Option(
         "--init", help="Initial layout: pca, random or spectral.")] = "pca",
+    pca_dims: Annotated[int | None, typer.Option(
+        "--pca-dims", help="Reduce wider features to this many principal components first "
+                           "(default: embed them as they are; PCA loses neighbours).")] = None,
     work_dir: WorkDirOpt = DEFAULT_WORK_DIR,
     name: NameOpt = None,
     device: DeviceOpt = None,
@@ -222,26 +285,29 @@ def tsne(
     Embeddings go to tsne_embeddings.h5 next to the figures (docs/tsne.md).
     """
     from mdcli.analysis.features import is_paired_source
-    from mdcli.analysis.tsne import TSNEParams, check_params
     from mdcli.logs import log
 
     params = TSNEParams(n_components=n_components, perplexity=perplexity,
                         early_exaggeration=early_exaggeration,
                         learning_rate=parse_learning_rate(learning_rate), n_iter=n_iter,
                         n_iter_without_progress=n_iter_without_progress, init=init,
+                        pca_dims=pca_dims,
                         seed=0 if seed is None else seed)
-    check_params(params)
+    checked(params)
+    if config_file is not None and config is not None and config_file != config:
+        raise InputError(f"CONFIG {config_file} and --config {config}: give the config once")
     settings = TsneSettings(
         seed=params.seed, device=device or "auto", ckpt=path_text(ckpt),
-        features=path_text(features), teacher=path_text(teacher), config=config,
-        sets=list(sets or []), data_path=path_text(data_path), max_samples=max_samples,
+        features=path_text(features), teacher=path_text(teacher),
+        config=config or config_file, sets=[*(sets or []), *(cfg_options or [])],
+        data_path=path_text(data_path), max_samples=max_samples, test_cfg=path_text(test_cfg),
         batch_size=batch_size, noise_position=noise_position, layer=layer,
         class_idx=parse_class_idx(class_idx),
         max_num_class=max_num_class, max_num_samples=max_num_samples, legend=legend,
         shared_map=shared_map, tsne=asdict(params))
     spec = settings.spec(layer=layer)
     paired = is_paired_source(spec)
-    check_params(params, max_points(spec, settings, paired))
+    checked(params, max_points(spec, settings, paired))
     with source_run("tsne", settings, spec, work_dir=work_dir, name=name,
                     save_dir=save_dir) as (run, torch_device):
         if paired:
@@ -252,3 +318,5 @@ def tsne(
             summary = _labelled(run, spec, params, settings, torch_device)
         run.update_summary(**summary, embeddings=EMBEDDINGS_FILE)
         log.info("figures in %s: %s", run.path, ", ".join(summary["figures"]))
+    if show:
+        show_figures([run.path / name for name in summary["figures"]])
