@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -45,14 +46,14 @@ def parse_seeds(text: str | None) -> list[int]:
     return seeds
 
 
-def _invoke(argv: Sequence[str]) -> None:
-    """Run one mdcli command in this process, with the console flags of this one."""
-    from mdcli.cli.app import app
+def _invoke(root: typer.Context, argv: Sequence[str]) -> None:
+    """Run one mdcli command in this process, with the console flags of this one, through
+    ``root``, the context of the running ``mdcli`` (so this module needs no import of the app)."""
     from mdcli.logs import log, state
 
     flags = ["-v"] * state.verbose + ["-q"] * state.quiet
     log.info("$ mdcli %s", " ".join(argv))
-    code = app(args=[*flags, *argv], prog_name="mdcli", standalone_mode=False)
+    code = root.command.main(args=[*flags, *argv], prog_name="mdcli", standalone_mode=False)
     if code == EXIT_INTERRUPTED:
         raise KeyboardInterrupt(f"step 'mdcli {argv[0]}' was interrupted")
     if isinstance(code, int) and code != 0:
@@ -80,7 +81,7 @@ def _print_report(rep: dict) -> None:
     console.print("\n".join(lines))
 
 
-def quickstart(work_dir: WorkDirOpt = DEFAULT_WORK_DIR, name: NameOpt = None,
+def quickstart(ctx: typer.Context, work_dir: WorkDirOpt = DEFAULT_WORK_DIR, name: NameOpt = None,
                device: DeviceOpt = None, seed: SeedOpt = None, seeds: SeedsOpt = None,
                ablations: AblationsOpt = False) -> None:
     """Generate synthetic cyclones, train the teacher, distil the student, run tsne and align
@@ -104,7 +105,7 @@ def quickstart(work_dir: WorkDirOpt = DEFAULT_WORK_DIR, name: NameOpt = None,
 
         def step(made: Step, label: str) -> StepResult:
             bar.advance(0, step=label)
-            listed[label] = result = run_step(made, chain, work, _invoke)
+            listed[label] = result = run_step(made, chain, work, partial(_invoke, ctx.find_root()))
             bar.advance(1, step=f"{label} {'reused' if result.reused else 'done'}")
             return result
 
