@@ -48,7 +48,7 @@ def phys(var, lat, lon, h, level=None):
     if var == "msl":
         return 1005.0 + 0.3 * y - 0.2 * x + 0.05 * h
     if var == "z":
-        return 5870.0 + 3.0 * y + 1.0 * x + 0.5 * h - 2.0 * (level - 500.0)
+        return 5870.0 + 3.0 * y + 1.0 * x + 0.5 * h - 12.0 * (level - 500.0)  # ~ the real heights
     if var == "r":
         return 62.0 + 1.0 * y - 0.5 * x + 0.2 * h + 0.05 * (level - 700.0)
     if var == "ir":  # brightness temperature, K

@@ -163,8 +163,12 @@ def _months_since(ds):
     (lambda ds: ds.assign_coords(pressure_level=("pressure_level", [50000.0, 70000, 85000])),
      ["level 'pressure_level' has values up to 85000", "no units"]),
     (_months_since, ["'months since 2005-08-01'", "no fixed length"]),
+    (_no_units("z", 1 / 9.80665), ["variable 'z'", "no units attribute", "values 5",
+                                   "expected 3480", "7668"]),
+    (lambda ds: ds.assign(z=(ds.z.dims, ds.z.values / 9.80665, {"units": "m**2 s**-2"})),
+     ["variable 'z'", "units 'm**2 s**-2'", "a unit mix-up"]),
 ], ids=["no-lat-values", "r-fraction-no-units", "msl-no-units", "sst-K-as-degC", "msl-in-K",
-        "level-Pa-no-units", "months-since"])
+        "level-Pa-no-units", "months-since", "z-metres-no-units", "z-metres-as-geopotential"])
 def test_silent_wrong_data_is_now_an_error(run_cli, inputs, change, words):
     ds = change(era5_dataset(VARS, HOURS, ERA5_LAT, ERA5_LON))
     path = inputs["tmp"] / "bad.nc"
@@ -391,3 +395,52 @@ def test_hurdat2_hursat_tar_and_grib_import_into_a_file_train_reads(run_cli, inp
                      "--device", "cpu", "--work-dir", tmp_path / "runs", "--name", "t")
     assert result.code == 0, result.err
     assert (tmp_path / "runs" / "train" / "t" / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("which", ["era5", "track", "ir"])
+def test_out_naming_an_input_is_refused_and_the_input_kept(run_cli, inputs, which):
+    target = {"era5": inputs["era5"][0], "track": inputs["track"],
+              "ir": inputs["ir"] / "AL01.nc"}[which]
+    before = target.read_bytes() if target.exists() else None
+    era5 = [x for p in inputs["era5"] for x in ("--era5", p)]
+    result = run_cli("data", "import", *era5, "--ir", inputs["ir"], "--track", inputs["track"],
+                     "--out", target, "--size", SIZE, "--window-deg", WINDOW)
+    assert result.code == 2 and result.err.strip().splitlines()[-1].startswith(
+        f"mdcli: error: --out {target}:"), result.err
+    assert (target.read_bytes() if target.exists() else None) == before
+
+
+def test_truncated_archives_get_one_line(run_cli, inputs, tmp_path):
+    import tarfile
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    names = hursat_b1_frames(staging, inputs)
+    archive = inputs["ir"] / "AL01.ALPHA.2005.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for n in names:
+            tar.add(staging / n, arcname=f"AL01/{n}")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(InputError, match="cannot read as a tar archive"):
+        import_tc(inputs["era5"], inputs["ir"], inputs["track"], inputs["out"], size=SIZE,
+                  window_deg=WINDOW)
+    download = tmp_path / "era5.zip"
+    with zipfile.ZipFile(download, "w") as z:
+        z.write(inputs["era5"][0], "sl.nc")
+    download.write_bytes(download.read_bytes()[:200])
+    result = run_cli("data", "info", download)
+    assert result.code == 2 and "cannot read as a zip archive" in result.err, result.err
+
+
+def test_a_character_cut_by_the_4096_byte_head_still_reads_as_text(tmp_path):
+    from mdcli.data.importing.tracks import decode_head, detect_format
+
+    header = b"storm_id,time,lat,lon,intensity,pressure\n"
+    body = header + b"x" * (4095 - len(header)) + "é".encode() + b"\n"
+    assert len(body[:4096]) == 4096 and body[4095:4097] == "é".encode()
+    path = tmp_path / "track.csv"
+    path.write_bytes(body)
+    assert detect_format(path) == "csv"
+    assert decode_head(body[:4096], complete=False).endswith("x")
+    with pytest.raises(UnicodeDecodeError):
+        decode_head(b"\x89PNG\r\n" + b"\xff" * 4090, complete=False)

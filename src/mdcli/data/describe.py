@@ -34,13 +34,17 @@ def describe_file(path: str | Path) -> list[str]:
 
 def _kind(path: Path) -> str:
     from mdcli.data.importing.sources import kind_of
+    from mdcli.data.importing.tracks import decode_head
 
     kind = kind_of(path)
     if kind == "grib":
         return "download"
     if kind == "zip":
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise InputError(f"{path}: cannot read as a zip archive ({exc})") from None
         return "mdcli" if any(n.endswith("data.pkl") for n in names) else "download"
     if kind == "netcdf":
         if _is_mdcli_hdf5(path):
@@ -55,7 +59,7 @@ def _kind(path: Path) -> str:
     with open(path, "rb") as handle:
         head = handle.read(4096)
     try:
-        head.decode("utf-8-sig")
+        decode_head(head, complete=len(head) < 4096)
     except UnicodeDecodeError:
         return "mdcli"  # the checkpoint reader names what is wrong
     return "track"

@@ -124,7 +124,7 @@ def _era5_piece(path: Path, ds: Any, name: str, var: str, level: float | None,
                                                                   f"{ERA5_UNITS[var]})")
     sample = piece.reader(0)(slice(None, None, max(1, grid.lat.n // 64)),
                              slice(None, None, max(1, grid.lon.n // 64)))
-    check_plausible(var, sample, units, where)
+    check_plausible(var, sample, units, where, level if var in PRESSURE_VARIABLES else None)
     return piece
 
 

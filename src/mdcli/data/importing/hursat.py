@@ -45,8 +45,9 @@ def unpack(archive: Path, stack: ExitStack) -> list[Path]:
             for m in members:
                 m.name = Path(m.name).name  # flatten: frames are identified by their names
             tar.extractall(folder, members, filter="data")
-    except (tarfile.TarError, OSError) as exc:
-        raise InputError(f"--ir {archive}: cannot read as a tar archive ({exc})") from None
+    except (tarfile.TarError, OSError, EOFError) as exc:  # EOFError: a truncated gzip
+        raise InputError(f"--ir {archive}: cannot read as a tar archive "
+                         f"({exc or type(exc).__name__})") from None
     if not members:
         raise InputError(f"--ir {archive}: the archive holds no .nc frames")
     return sorted(folder / m.name for m in members)

@@ -25,6 +25,18 @@ from mdcli.errors import InputError
 from mdcli.logs import log
 
 
+def _check_not_an_input(out: Path, inputs: dict[str, list]) -> None:
+    """``--out`` must not name an input file or an existing file in an input folder (the
+    import would replace what it reads)."""
+    target = out.resolve()
+    for option, paths in inputs.items():
+        for given in paths:
+            path = Path(given).resolve()
+            if target == path or (path.is_dir() and target.exists() and path in target.parents):
+                raise InputError(f"--out {out}: is an {option} input ({given}); expected a new "
+                                 f"file path (the import would overwrite what it reads)")
+
+
 def import_tc(era5: Sequence[str | Path], ir: str | Path, track: str | Path, out: str | Path,
               *, size: int = 64, window_deg: float = 10.0,
               levels: str | Mapping[str, float] | None = None, max_gap_hours: float = 3.0,
@@ -74,6 +86,7 @@ def import_tc(era5: Sequence[str | Path], ir: str | Path, track: str | Path, out
     if frames is not None and frames < 2:
         raise InputError(f"--frames: got {frames}, expected an integer >= 2")
     check_output(out)
+    _check_not_an_input(out, {"--era5": list(era5), "--ir": [ir], "--track": [track]})
     lv = parse_levels(levels)
     names = parse_names(variables)
     single = parse_single_level(level)

@@ -59,13 +59,31 @@ def conversion(var: str, units: Any, where: str) -> tuple[float, float]:
                   EXPECTED[var])
 
 
-def check_plausible(var: str, values: np.ndarray, units: Any, where: str) -> None:
-    """``values`` (layout units) must lie in the variable's plausible range; relative humidity
-    that never exceeds 1.5 % is a fraction read as percent."""
+def standard_height(level_hpa: float) -> float:
+    """Geopotential height (m) of the pressure level in the ICAO standard atmosphere
+    (troposphere formula; above 226 hPa it only has to be roughly right)."""
+    return 44330.8 * (1.0 - (level_hpa / 1013.25) ** 0.190263)
+
+
+def plausible_range(var: str, level_hpa: float | None = None) -> tuple[float, float]:
+    """The plausible values of ``var`` in layout units; for ``z`` on a known pressure level,
+    the standard atmosphere's height ± (25 % + 700 m), which tells metres from geopotential
+    (a factor g) and decametres."""
+    if var == "z" and level_hpa is not None:
+        h = standard_height(level_hpa)
+        return h - 0.25 * abs(h) - 700.0, h + 0.25 * abs(h) + 700.0
+    return PLAUSIBLE[var]
+
+
+def check_plausible(var: str, values: np.ndarray, units: Any, where: str,
+                    level_hpa: float | None = None) -> None:
+    """``values`` (layout units) must lie in the variable's plausible range (for ``z`` on the
+    level ``level_hpa``); relative humidity that never exceeds 1.5 % is a fraction read as
+    percent."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return
-    lo, hi = PLAUSIBLE[var]
+    lo, hi = plausible_range(var, level_hpa)
     seen_lo, seen_hi = float(finite.min()), float(finite.max())
     said = "no units attribute, read as ERA5's " + ERA5_UNITS[var] if units is None else \
         f"units {units!r}"

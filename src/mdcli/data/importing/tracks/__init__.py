@@ -11,7 +11,20 @@ from mdcli.errors import InputError
 
 TRACK_FORMATS = ("csv", "ibtracs-csv", "ibtracs-nc", "hurdat2", "climada-csv", "climada-nc")
 
-__all__ = ["TRACK_FORMATS", "StormTrack", "detect_format", "read_track", "select_storms"]
+__all__ = ["TRACK_FORMATS", "StormTrack", "decode_head", "detect_format", "read_track",
+           "select_storms"]
+
+
+def decode_head(head: bytes, complete: bool) -> str:
+    """UTF-8 text of the first bytes of a file; when not ``complete`` (cut at an arbitrary
+    byte) up to 3 trailing bytes may be a split character. Anything else undecodable raises
+    UnicodeDecodeError."""
+    for cut in (0, 1, 2) if not complete else ():
+        try:
+            return head[:len(head) - cut].decode("utf-8-sig")
+        except UnicodeDecodeError:
+            pass
+    return head[:len(head) - (0 if complete else 3)].decode("utf-8-sig")
 
 
 def detect_format(path: Path) -> str:
@@ -22,7 +35,9 @@ def detect_format(path: Path) -> str:
 
         return netcdf_format(path)
     try:
-        first = head.decode("utf-8-sig").splitlines()[0] if head.strip() else ""
+        # the 4096-byte cut may split a character: only a complete head must decode strictly
+        text = decode_head(head, complete=len(head) < 4096)
+        first = text.splitlines()[0] if head.strip() else ""
     except UnicodeDecodeError:
         raise InputError(f"--track {path}: neither text nor NetCDF (expected one of "
                          f"{', '.join(TRACK_FORMATS)})") from None
