@@ -108,6 +108,19 @@ def test_expver_merges_era5_and_era5t(inputs):
     check_values(one_file(inputs, split), POINTS)
 
 
+def test_expver_prefers_era5_by_value_not_position(inputs):
+    """Both expvers hold values and the dimension lists ERA5T (5, off by one unit) first:
+    ERA5 (1) must still be used."""
+    def both(ds):
+        cubes = {}
+        for v in VARS:
+            cubes[v] = xr.concat([ds[v] + 1.0, ds[v]], dim="expver").transpose(
+                "valid_time", "expver", ...)
+            cubes[v].attrs = ds[v].attrs
+        return xr.Dataset(cubes).assign_coords(expver=("expver", np.array(["0005", "0001"])))
+    check_values(one_file(inputs, both), POINTS)
+
+
 def test_one_level_files_with_level_option_and_renamed_variables(inputs):
     """z at 500 hPa and r at 700 hPa in files with no level coordinate; msl called slp."""
     full = era5_dataset(VARS, HOURS, ERA5_LAT, ERA5_LON)

@@ -149,12 +149,19 @@ def _select_level(da: Any, var: str, level: float | None, single: Mapping[str, f
 
 
 def _expver_index(da: Any, time_dim: str, lat_dim: str, lon_dim: str) -> np.ndarray:
-    """Per time, the ``expver`` index holding data: ERA5 (the first, expver 1) where it has
-    values, else ERA5T (checked on a strided sample of the grid)."""
+    """Per time, the ``expver`` index holding data: the lowest expver (ERA5, 1) where it has
+    values, else the next (ERA5T, 5), whatever the dimension's order (checked on a strided
+    sample of the grid)."""
     step = {d: slice(None, None, max(1, da.sizes[d] // 32)) for d in (lat_dim, lon_dim)}
     sample = np.asarray(da.isel(step).transpose(time_dim, "expver", ...).values)
     has = np.isfinite(sample.reshape(sample.shape[0], sample.shape[1], -1)).any(axis=2)
-    return np.where(has.any(axis=1), has.argmax(axis=1), 0)
+    try:
+        order = np.argsort([int(str(v).strip()) for v in np.asarray(da["expver"].values)],
+                           kind="stable")
+    except (KeyError, ValueError):  # no expver values, or not numbers: keep the file's order
+        order = np.arange(has.shape[1])
+    first = order[has[:, order].argmax(axis=1)]
+    return np.where(has.any(axis=1), first, order[0])
 
 
 def open_era5(paths: Sequence[str | Path], levels: Mapping[str, float], stack: ExitStack,
