@@ -8,6 +8,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -20,7 +21,7 @@ SMALL = ["--set", "train.max_steps_per_epoch=2", "--set", "train.batch_size=4",
          "--set", "train.log_every=1",
          "--set", "eval.max_samples=4", "--set", "eval.noise_levels=2",
          "--set", "sampling.method=ddim", "--set", "sampling.steps=2",
-         "--set", "sampling.num_samples=2"]
+         "--set", "sampling.num_samples=2", "--set", "eval.members=2"]
 MODEL = ["--set", "model.ch=8", "--set", "model.enc_channels=8", "--set", "model.dim_head=4",
          "--set", "model.enc_base_channels=4"]
 
@@ -53,12 +54,24 @@ def test_train_then_distill_writes_the_documented_outputs(run_cli, tc_file, tmp_
               "student", "student_no_distill"}
     assert set(summary["eval"]["clean_estimate"]) == models | {"persistence", "extrapolation"}
     assert set(summary["eval"]["samples"]) == models | {"persistence", "extrapolation"}
-    assert set(summary["eval"]["lead_closed"]) == {"clean_mse_pooled_top", "track_error_px"}
+    assert set(summary["eval"]["lead_closed"]) == {"clean_mse_pooled_top", "track_error_px",
+                                                   "track_error_ensemble_px"}
     import h5py
 
     with h5py.File(run / "eval_samples.h5") as h5:
-        assert set(h5["samples"]) == models
+        assert set(h5["samples"]) == set(h5["ensemble"]) == models
         n = h5["target"].shape[0]
+        assert h5["ensemble/student"].shape == (2, *h5["samples/student"].shape)
+        np.testing.assert_array_equal(h5["ensemble/student"][0], h5["samples/student"][:])
+        # the headline ensemble track, recomputed from the file with the extractor
+        from mdcli.forecast.storms import storm_centre
+
+        members = h5["ensemble/student"][:]  # [M, N, P, H, W]
+        centres = storm_centre(members.reshape(-1, *members.shape[-2:])).reshape(
+            *members.shape[:3], 2)
+        want = np.linalg.norm(centres.mean(0) - h5["center"][:], axis=-1).mean()
+        assert summary["eval"]["samples"]["student"]["track_error_ensemble_px"] == \
+            pytest.approx(want, rel=1e-5)
         assert h5["cond"].shape[0] == h5["center"].shape[0] == h5["storm_id"].shape[0] == n
         assert h5.attrs["sampler"] == "ddim" and h5.attrs["steps"] == 2
     assert len(summary["internal_sensitivity"]["student"]) == 4

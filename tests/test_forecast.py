@@ -31,6 +31,7 @@ from mdcli.forecast.skill import (
     shift_frames,
     summaries_of,
 )
+from mdcli.forecast.storms import storm_centre
 from mdcli.training.distill import lead_closed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -160,6 +161,24 @@ def test_sample_skill_of_the_true_frames_is_the_extractors_own_error(windows):
     assert got["track_error_km"] == pytest.approx(want * held.pixel_km)
     shifted = sample_skill(torch.roll(held.target, 3, dims=-1), held, 4)
     assert shifted["track_error_px"] > got["track_error_px"] + 1.5
+    assert got["track_error_ensemble_px"] == got["track_error_px"]  # one member
+
+
+def test_ensemble_figures_are_member_means_and_the_mean_centre_track(windows):
+    held = load_heldout(windows)
+    members = torch.stack([torch.roll(held.target, 3, dims=-1),
+                           torch.roll(held.target, -3, dims=-1), held.target + 0.2])
+    got = sample_skill(members, held, 4)
+    alone = [sample_skill(m, held, 4) for m in members]
+    for key in ("pixel_mse", "pooled_mse", "track_error_px", "coldness_error_k",
+                "cloudy_area_error"):
+        assert got[key] == pytest.approx(np.mean([a[key] for a in alone]), rel=1e-6)
+    centres = np.stack([storm_centre(m.flatten(0, 1).numpy()).reshape(*m.shape[:2], 2)
+                        for m in members])
+    want = np.linalg.norm(centres.mean(0) - held.center.numpy(), axis=-1).mean()
+    assert got["track_error_ensemble_px"] == pytest.approx(want)
+    # shifts either way average out: the mean centre is far better than each member
+    assert got["track_error_ensemble_px"] < 0.6 * got["track_error_px"]
 
 
 def test_auroc_equals_scikit_learn_with_ties():
@@ -201,17 +220,24 @@ def test_gains_and_the_share_of_the_lead_closed():
 
 def test_eval_samples_file_has_the_documented_layout(windows, tmp_path):
     held = load_heldout(windows)
-    frames = {"teacher": held.target + 0.1, "student": held.target - 0.1}
-    path = write_eval_samples(tmp_path / "eval_samples.h5", held, frames,
-                              SamplingConfig(method="ddim", steps=7), seed=99)
+    one = {"teacher": (held.target + 0.1)[None], "student": (held.target - 0.1)[None]}
+    path = write_eval_samples(tmp_path / "eval_samples.h5", held, one,
+                              SamplingConfig(method="ddim", steps=7), seeds=[99])
     with h5py.File(path) as h5:
         n, p = held.target.shape[:2]
         assert h5["cond"].shape == tuple(held.cond.shape)
         assert h5["target"].shape == h5["samples/teacher"].shape == (n, p, 32, 32)
         assert h5["center"].shape == (n, p, 2)
         assert h5["storm_id"].shape == h5["time"].shape == (n,)
-        np.testing.assert_allclose(h5["samples/student"][:], frames["student"].numpy())
+        np.testing.assert_allclose(h5["samples/student"][:], one["student"][0].numpy())
         assert (h5.attrs["sampler"], h5.attrs["steps"], h5.attrs["seed"]) == ("ddim", 7, 99)
+        assert h5.attrs["members"] == 1 and "ensemble" not in h5
+    two = {"student": torch.stack([held.target, held.target - 0.3])}
+    write_eval_samples(path, held, two, SamplingConfig(), seeds=[5, 6])
+    with h5py.File(path) as h5:
+        np.testing.assert_allclose(h5["ensemble/student"][1], (held.target - 0.3).numpy())
+        np.testing.assert_allclose(h5["samples/student"][:], held.target.numpy())
+        assert (h5.attrs["seed"], h5.attrs["members"]) == (5, 2)
 
 
 class _ShiftByZ(torch.nn.Module):
@@ -270,6 +296,9 @@ def test_evaluation_seeds_must_avoid_every_training_seed():
     check_eval_seed(cfg, (1, 7))
     with pytest.raises(InputError, match="training seed 1236"):
         check_eval_seed(cfg, (1, 1236))  # e.g. the teacher's own training seed
+    cfg.eval.members = 8  # ensemble members draw seeds 1234 .. 1241
+    with pytest.raises(InputError, match="training seed 1240"):
+        check_eval_seed(cfg, (1, 1240))
 
 
 def test_seeds_report_pairs_each_seeds_student_with_its_own_baseline(tmp_path):

@@ -61,7 +61,7 @@ def _invoke(root: typer.Context, argv: Sequence[str]) -> None:
 
 
 def _print_report(rep: dict) -> None:
-    from mdcli.forecast.evaluate import FIGURES, format_table
+    from mdcli.forecast.evaluate import FIGURES, HEADLINE, format_table
     from mdcli.forecast.seeds import format_aggregate
     from mdcli.logs import console
 
@@ -75,7 +75,12 @@ def _print_report(rep: dict) -> None:
     if "seeds" in rep:
         agg = rep["seeds"]
         lines += [f"over seeds {agg['seeds']} (mean ± standard error):",
-                  format_aggregate(agg["skill"], FIGURES[:3])]
+                  format_aggregate(agg["skill"], [f for f in FIGURES if f[0] in HEADLINE])]
+        gains = agg.get("distillation_gain", {})
+        if gains:
+            lines.append("distillation gain (undistilled - student, paired per seed): " + ", ".join(
+                f"{k} {g['mean']:.4g} ± {g['se']:.2g} (z = {g['z']:.1f})"
+                for k, g in gains.items()))
     lines.append(f"alignment grade: {rep['grade']} ({rep['alignment']})")
     lines.append("figures:\n" + "\n".join(f"  {p}" for p in [*rep["figures"], rep["samples"]]))
     console.print("\n".join(lines))

@@ -25,6 +25,9 @@ class EvalConfig:
                                        "teacher's architecture with the same budget")
     response: bool = param(True, help="train: the teacher's response to swapping one ERA5 "
                                       "variable for another storm's (sampled)")
+    members: int = param(4, ge=1, help="sampled forecasts per window (seeds eval.seed, "
+                                       "eval.seed + 1, ...): sample figures are member means, "
+                                       "track_error_ensemble_px the error of the mean centre")
     response_draws: int = param(4, ge=1, help="noise draws (seeds eval.seed, eval.seed + 1, "
                                               "...) the response is averaged over")
     val_windows: int | None = param(32, ge=2, help="validation windows per epoch, spread "

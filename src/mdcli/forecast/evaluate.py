@@ -23,7 +23,7 @@ from mdcli.forecast.skill import (
     sample_skill,
 )
 
-HEADLINE = ("clean_mse_pooled_top", "track_error_px")
+HEADLINE = ("clean_mse_pooled_top", "track_error_px", "track_error_ensemble_px")
 CONTROLS = {"teacher_other_storm_era5": "other_storm", "teacher_zero_era5": "zero",
             "teacher_no_era5": "no_era5"}
 
@@ -79,21 +79,23 @@ def evaluate_forecasts(models: dict[str, Forecaster], held: HeldOut, objective,
                    floor={"clean_mse": floor["clean_mse_top"],
                           "clean_mse_pooled": floor["clean_mse_pooled_top"]})
     if sampling.method != "none":
-        frames = sample_forecasts(models, held, objective, sampling, device, cfg.seed,
-                                  cfg.batch_size)
-        result["samples"] = {name: sample_skill(f, held, cfg.pool) for name, f in frames.items()}
+        seeds = list(range(cfg.seed, cfg.seed + cfg.members))
+        draws = [sample_forecasts(models, held, objective, sampling, device, seed,
+                                  cfg.batch_size) for seed in seeds]
+        ensemble = {name: torch.stack([d[name] for d in draws]) for name in models}
+        result["samples"] = {name: sample_skill(f, held, cfg.pool) for name, f in ensemble.items()}
         result["samples"].update({name: sample_skill(f, held, cfg.pool)
                                   for name, f in fixed.items()})
         result["extractor_on_truth"] = extractor_skill(held)
-        write_eval_samples(run_path / "eval_samples.h5", held, frames, sampling, cfg.seed)
+        write_eval_samples(run_path / "eval_samples.h5", held, ensemble, sampling, seeds)
         n = min(sampling.num_samples, len(held))
         plot_frames({"last condition": held.cond[:n, -1], "truth": held.target[:n, 0],
-                     **{name: f[:n, 0] for name, f in frames.items()}},
+                     **{name: f[:n, 0] for name, f in draws[0].items()}},
                     figures / "samples.png")
         if respond and "teacher" in models:
             seeds = list(range(cfg.seed, cfg.seed + cfg.response_draws))
             responses = teacher_responses(models["teacher"], held, objective, sampling, device,
-                                          seeds, frames["teacher"], cfg.batch_size)
+                                          seeds, [d["teacher"] for d in draws], cfg.batch_size)
             result["response"] = response_report(responses, held, attrs, causal_links)
     result["era5_value"] = era5_value(skill_table(result))
     return result
@@ -103,6 +105,7 @@ FIGURES = (("clean_mse_pooled_top", "pooled clean MSE", "{:.4f}"),
            ("clean_mse_top", "clean MSE", "{:.4f}"),
            ("track_error_px", "track px", "{:.2f}"),
            ("track_error_km", "track km", "{:.0f}"),
+           ("track_error_ensemble_px", "ens. track px", "{:.2f}"),
            ("coldness_error_k", "cold K", "{:.2f}"),
            ("cloudy_area_error", "area km2", "{:.0f}"))
 

@@ -49,17 +49,20 @@ def first_frame_summaries(frames: torch.Tensor, held: HeldOut) -> dict[str, np.n
 
 @torch.no_grad()
 def teacher_responses(teacher: Forecaster, held: HeldOut, objective, sampling: SamplingConfig,
-                      device: torch.device, seeds: list[int], base: torch.Tensor | None = None,
-                      batch_size: int = 32) -> dict[str, dict[str, np.ndarray]]:
+                      device: torch.device, seeds: list[int],
+                      bases: list[torch.Tensor] | None = None, batch_size: int = 32
+                      ) -> dict[str, dict[str, np.ndarray]]:
     """``{variable: {summary: response [N] or [N, 2]}}``, averaged over one sample pair per
     seed in ``seeds`` (the average removes the part of a single pair's difference that is
-    sampling noise, not response); ``base`` are the teacher's samples with the true ERA5
-    drawn with ``seeds[0]`` when already at hand."""
+    sampling noise, not response); ``bases[i]`` are the teacher's samples with the true ERA5
+    drawn with ``seeds[i]``, where already at hand (the evaluation's ensemble members)."""
     models = {v: teacher for v in VARIABLES}
     era5 = {v: swapped_era5(held, i) for i, v in enumerate(VARIABLES)}
     total: dict[str, dict[str, np.ndarray]] = {}
     for i, seed in enumerate(seeds):
-        if i or base is None:
+        if bases is not None and i < len(bases):
+            base = bases[i]
+        else:
             base = sample_forecasts({"teacher": teacher}, held, objective, sampling, device,
                                     seed, batch_size)["teacher"]
         frames = sample_forecasts(models, held, objective, sampling, device, seed, batch_size,

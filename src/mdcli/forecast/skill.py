@@ -141,19 +141,29 @@ def summaries_of(frames: torch.Tensor, pixel_km: float | None) -> dict[str, np.n
 
 
 def sample_skill(frames: torch.Tensor, held: HeldOut, pool: int) -> dict[str, float]:
-    """Skill of sampled (or persistence) frames ``[N, P, H, W]`` against the truth: pixel and
-    pooled MSE, storm-centre error (pixels, km), cloud-top coldness error (K) and cloudy-area
-    error (km^2, or pixels without a pixel size), each a mean absolute error over windows and
-    predicted frames."""
-    frames = frames.float().cpu()
-    got, truth = summaries_of(frames, held.pixel_km), summaries_of(held.target, held.pixel_km)
-    track = np.linalg.norm(got["center"] - true_centers(held).numpy(), axis=-1)
+    """Skill of sampled (or persistence) frames ``[N, P, H, W]``, or of an ensemble
+    ``[M, N, P, H, W]``, against the truth: pixel and pooled MSE, storm-centre error (pixels,
+    km), cloud-top coldness error (K) and cloudy-area error (km^2, or pixels without a pixel
+    size), each a mean absolute error over windows, predicted frames and members; and
+    ``track_error_ensemble_px``, the error of the members' mean centre (the ensemble-mean
+    track; equal to ``track_error_px`` for one member)."""
+    members = frames.float().cpu()
+    members = members if members.dim() == 5 else members[None]
+    truth = summaries_of(held.target, held.pixel_km)
+    true_centre = true_centers(held).numpy()
+    got = [summaries_of(m, held.pixel_km) for m in members]  # a few members, each batched
+    centres = np.stack([g["center"] for g in got])  # [M, N, P, 2]
     result: dict[str, Any] = {
-        "pixel_mse": float(_mse(frames, held.target).mean()),
-        "pooled_mse": float(_mse(pooled(frames, pool), pooled(held.target, pool)).mean()),
-        "track_error_px": float(track.mean()),
-        "coldness_error_k": float(np.abs(got["coldness"] - truth["coldness"]).mean()),
-        "cloudy_area_error": float(np.abs(got["cloudy_area"] - truth["cloudy_area"]).mean()),
+        "pixel_mse": float((members - held.target).double().pow(2).mean()),
+        "pooled_mse": float((pooled(members, pool) - pooled(held.target, pool)
+                             ).double().pow(2).mean()),
+        "track_error_px": float(np.linalg.norm(centres - true_centre, axis=-1).mean()),
+        "track_error_ensemble_px": float(np.linalg.norm(centres.mean(0) - true_centre,
+                                                        axis=-1).mean()),
+        "coldness_error_k": float(np.mean([np.abs(g["coldness"] - truth["coldness"]).mean()
+                                           for g in got])),
+        "cloudy_area_error": float(np.mean([np.abs(g["cloudy_area"] - truth["cloudy_area"]
+                                                   ).mean() for g in got])),
     }
     if held.pixel_km is not None:
         result["track_error_km"] = result["track_error_px"] * held.pixel_km

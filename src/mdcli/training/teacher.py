@@ -78,13 +78,14 @@ class TeacherConfig:
 
 
 def check_eval_seed(cfg: Any, training_seeds: tuple[int, ...] = ()) -> None:
-    """Evaluation noise (seeds ``eval.seed`` .. ``eval.seed + response_draws - 1``) must not
-    be drawn with a training seed: ``cfg.seed`` or any of ``training_seeds``."""
-    low, high = cfg.eval.seed, cfg.eval.seed + cfg.eval.response_draws
+    """Evaluation noise (seeds ``eval.seed`` .. ``eval.seed + max(members, response_draws) - 1``)
+    must not be drawn with a training seed: ``cfg.seed`` or any of ``training_seeds``."""
+    draws = max(cfg.eval.members, cfg.eval.response_draws)
+    low, high = cfg.eval.seed, cfg.eval.seed + draws
     for seed in (cfg.seed, *training_seeds):
         if low <= seed < high:
-            raise InputError(f"config key 'eval.seed': {cfg.eval.seed} (with "
-                             f"eval.response_draws={cfg.eval.response_draws}) uses the training "
+            raise InputError(f"config key 'eval.seed': {cfg.eval.seed} (with {draws} noise "
+                             f"draws, eval.members / eval.response_draws) uses the training "
                              f"seed {seed}; evaluation seeds must differ from training seeds")
 
 
