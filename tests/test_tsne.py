@@ -24,6 +24,7 @@ from mdcli.analysis.tsne_runs import (
     select_classes,
 )
 from mdcli.cli import tsne as cli_tsne
+from mdcli.cli.options import not_option, spread_values
 from mdcli.errors import InputError
 
 FAST = T.TSNEParams(n_iter=400, seed=0)
@@ -314,3 +315,29 @@ def test_features_file_is_read_once_per_run(run_cli, tmp_path, paired_file, monk
                      "--n-iter", 260, "--perplexity", 10, "--max-samples", 20)
     assert result.code == 0, result.err
     assert [str(path) for path in reads] == [str(paired_file)]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--cfg-options", "a=1", "b=2", "c.d=[1, 2]"],
+     ["--cfg-options", "a=1", "--cfg-options", "b=2", "--cfg-options", "c.d=[1, 2]"]),
+    (["--cfg-options=a=1", "b=2", "--n-iter", "300"],
+     ["--cfg-options=a=1", "--cfg-options", "b=2", "--n-iter", "300"]),
+    (["--cfg-options", "a=1", "config.yml", "b=2"], ["--cfg-options", "a=1", "config.yml", "b=2"]),
+    (["--cfg-options", "a=1", "--", "b=2"], ["--cfg-options", "a=1", "--", "b=2"]),
+    (["--set", "a=1", "b=2"], ["--set", "a=1", "b=2"]),
+])
+def test_several_values_after_one_flag_become_repeated_flags(args, expected):
+    assert spread_values(args, "--cfg-options") == expected
+
+
+def test_class_ids_after_one_flag_as_mmpretrain_writes_them(run_cli, tmp_path):
+    assert spread_values(["--class-idx", "0", "2", "--legend"], "--class-idx", not_option) == [
+        "--class-idx", "0", "--class-idx", "2", "--legend"]
+    x, y = make_blobs(150, 8, centers=3, random_state=0)
+    path = tmp_path / "single.npz"
+    np.savez(path, features=x, labels=y)
+    result = run_cli("tsne", "--features", path, "--save-dir", tmp_path / "o", "--class-idx",
+                     "0", "2", "--max-num-samples", 20, "--perplexity", 5, "--n-iter", 260)
+    assert result.code == 0, result.err
+    with h5py.File(tmp_path / "o" / "tsne_embeddings.h5") as handle:
+        assert sorted(handle["labels"][()].tolist()) == [0] * 20 + [2] * 20

@@ -123,7 +123,7 @@ def test_config_given_twice_differently_is_exit_2(run_cli, tmp_path, classifier_
     assert result.code == 2 and "give the config once" in result.err
 
 
-def test_checkpoint_is_read_once_and_cfg_options_apply(run_cli, tmp_path,
+def test_checkpoint_is_read_once_and_cfg_options_take_several_values(run_cli, tmp_path,
                                                                      classifier_ckpt,
                                                                      monkeypatch):
     import json
@@ -138,8 +138,7 @@ def test_checkpoint_is_read_once_and_cfg_options_apply(run_cli, tmp_path,
     monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(f) or real(f, *a, **k))
     out = tmp_path / "o"
     result = run_cli("tsne", config, "--checkpoint", path, "--cfg-options",
-                     "data.max_samples=120", "--cfg-options", "data.val_fraction=0.25",
-                     "--perplexity", 5,
+                     "data.max_samples=120", "data.val_fraction=0.25", "--perplexity", 5,
                      "--n-iter", 260, "--save-dir", out)
     assert result.code == 0, result.err
     assert [str(f) for f in reads] == [str(path)]

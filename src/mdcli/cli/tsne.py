@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mdcli.analysis.tsne_params import EARLY_EXAGGERATION_ITER, ParamError
-from mdcli.cli.options import DEFAULT_WORK_DIR, DeviceOpt, NameOpt, SeedOpt, SetOpt, WorkDirOpt
+from mdcli.cli.options import (
+    DEFAULT_WORK_DIR,
+    DeviceOpt,
+    NameOpt,
+    SeedOpt,
+    SetOpt,
+    SeveralValues,
+    WorkDirOpt,
+    key_value,
+    not_option,
+)
 from mdcli.cli.sources import BatchSizeOpt, NoisePositionOpt, RunSettings, TeacherOpt, source_run
 from mdcli.errors import InputError
 
@@ -25,6 +35,12 @@ FLAGS = {"n_components": "--n-components", "perplexity": "--perplexity",
          "early_exaggeration": "--early-exaggeration", "learning_rate": "--learning-rate",
          "n_iter": "--n-iter", "n_iter_without_progress": "--n-iter-without-progress",
          "init": "--init", "pca_dims": "--pca-dims"}
+
+
+class TsneCommand(SeveralValues):
+    """``--cfg-options a=1 b=2`` and ``--class-idx 0 2`` as MMPretrain takes them."""
+
+    several_values = (("--cfg-options", key_value), ("--class-idx", not_option))
 
 
 @dataclass
@@ -76,7 +92,8 @@ def tsne(
     sets: SetOpt = None,
     cfg_options: Annotated[list[str] | None, typer.Option(
         "--cfg-options", metavar="KEY=VALUE",
-        help="MMPretrain's name for --set: override one config value; repeatable.")] = None,
+        help="MMPretrain's name for --set: override config values (--cfg-options a=1 b=2, "
+             "or repeated).")] = None,
     test_cfg: Annotated[Path | None, typer.Option(
         "--test-cfg", help="A config whose data section gives the samples (MMPretrain's "
                            "test_dataloader config).")] = None,
@@ -100,7 +117,8 @@ def tsne(
         help="Classifier layer: pre_logits (input of the last linear layer), backbone, neck "
              "(input of the head), or a module name such as net.4.")] = "pre_logits",
     class_idx: Annotated[list[str] | None, typer.Option(
-        "--class-idx", help="Only these classes (repeat or comma-separate).")] = None,
+        "--class-idx", help="Only these classes (--class-idx 0 2, repeated, or "
+                            "comma-separated).")] = None,
     max_num_class: Annotated[int, typer.Option(
         "--max-num-class", min=1, help="The first N classes (when no --class-idx).")] = 20,
     max_num_samples: Annotated[int, typer.Option(
