@@ -102,3 +102,22 @@ def test_packaged_config_found_by_name_without_suffix(tmp_path, monkeypatch):
     (tmp_path / "train" / "demo.yml").write_text("epochs: 2\n")
     monkeypatch.setattr(config, "config_roots", lambda: [tmp_path])
     assert load_config(Schema, "train/demo").epochs == 2
+
+
+def test_to_dict_writes_paths_as_text_at_any_depth():
+    from pathlib import Path
+
+    import yaml
+
+    @dataclass(frozen=True)
+    class Source:
+        path: Path | None = Path("a/b.h5")
+
+    @dataclass
+    class Saved:
+        seed: int = 0
+        source: Source = field(default_factory=Source)
+        out: Path = Path("runs")
+
+    text = yaml.safe_dump(to_dict(Saved()))  # safe_dump refuses Path objects
+    assert yaml.safe_load(text) == {"seed": 0, "source": {"path": "a/b.h5"}, "out": "runs"}

@@ -13,14 +13,18 @@ from sklearn.datasets import make_blobs
 from sklearn.manifold import trustworthiness
 
 from mdcli.analysis import tsne as T
-from mdcli.analysis.features import (
-    find_layer,
-    layer_features,
-    load_feature_file,
-    pool_output,
+from mdcli.analysis.feature_files import load_feature_file
+from mdcli.analysis.layer_features import find_layer, layer_features, pool_output
+from mdcli.analysis.sources import DEFAULT_MAX_SAMPLES, SourceSpec, open_source
+from mdcli.analysis.tsne_runs import (
+    EMBEDDINGS_FILE,
+    TsneOptions,
+    plan_tsne,
+    run_tsne,
     select_classes,
 )
 from mdcli.cli import tsne as cli_tsne
+from mdcli.cli.options import not_option, spread_values
 from mdcli.errors import InputError
 
 FAST = T.TSNEParams(n_iter=400, seed=0)
@@ -41,21 +45,21 @@ def blobs():
     ({"pca_dims": 1}, "--pca-dims"),
 ])
 def test_bad_options_name_the_parameter_in_the_library_and_the_flag_in_the_cli(change, option):
-    params = dataclasses.replace(T.TSNEParams(), **change)
     (parameter,) = change
     with pytest.raises(T.ParamError, match=rf"^{parameter} ") as error:
-        T.check_params(params)
+        dataclasses.replace(T.TSNEParams(), **change)
     assert "--" not in str(error.value)
-    with pytest.raises(InputError, match=rf"^{option} "):
-        cli_tsne.checked(params)
+    with pytest.raises(InputError, match=rf"^{option} "), cli_tsne.worded_with_flags():
+        dataclasses.replace(T.TSNEParams(), **change)
 
 
 def test_perplexity_too_large_for_the_samples():
-    T.check_params(T.TSNEParams(perplexity=33), n_samples=100)
+    T.check_sample_count(T.TSNEParams(perplexity=33), n_samples=100)
     with pytest.raises(InputError, match=r"^perplexity 34 is too large for 100 samples.*33"):
-        T.check_params(T.TSNEParams(perplexity=34), n_samples=100)
-    with pytest.raises(InputError, match=r"^--perplexity 34 is too large for 100 samples"):
-        cli_tsne.checked(T.TSNEParams(perplexity=34), n_samples=100)
+        T.check_sample_count(T.TSNEParams(perplexity=34), n_samples=100)
+    with pytest.raises(InputError, match=r"^--perplexity 34 is too large for 100 samples"), \
+            cli_tsne.worded_with_flags():
+        T.embed(np.zeros((100, 3)), T.TSNEParams(perplexity=34))
 
 
 def test_tsne_params_module_does_not_import_opentsne():
@@ -265,3 +269,75 @@ def test_seed_script_flags_keep_working(run_cli, tmp_path, paired_file):
     missing = run_cli("tsne", "--features", paired_file, "--data_path", tmp_path / "no.h5",
                       "--config", "x.yml")
     assert missing.code == 2 and "--data-path" in missing.err and "file not found" in missing.err
+
+
+def test_source_spec_takes_every_row_of_a_file_and_a_thousand_of_a_dataset(tmp_path,
+                                                                           paired_file):
+    assert SourceSpec.from_options(ckpt=None, features=paired_file).max_samples is None
+    ckpt = tmp_path / "x.pt"
+    ckpt.write_bytes(b"")
+    assert SourceSpec.from_options(ckpt=ckpt, features=None).max_samples == DEFAULT_MAX_SAMPLES
+    assert SourceSpec.from_options(ckpt=ckpt, features=None, max_samples=7).max_samples == 7
+
+
+def test_plan_bounds_the_points_before_any_embedding(paired_file, tmp_path):
+    source = open_source(SourceSpec(features=paired_file, max_samples=None))
+    # 120 pairs: a joint map embeds 240 points (perplexity <= 79), a shared map 120 (<= 39)
+    assert plan_tsne(source, TsneOptions(T.TSNEParams(perplexity=79))).max_points == 240
+    with pytest.raises(T.ParamError, match=r"^perplexity 40 is too large for 120 samples"):
+        plan_tsne(source, TsneOptions(T.TSNEParams(perplexity=40), shared_map=True))
+    x, y = make_blobs(150, 4, centers=3, random_state=0)
+    np.savez(tmp_path / "single.npz", features=x, labels=y)
+    single = open_source(SourceSpec(features=tmp_path / "single.npz", max_samples=None))
+    options = TsneOptions(T.TSNEParams(perplexity=20), class_idx=("0", "2"), max_num_samples=40)
+    assert plan_tsne(single, options).max_points == 80  # two classes of at most 40 rows
+
+
+def test_library_paired_run_returns_what_it_saved(paired_file, tmp_path):
+    source = open_source(SourceSpec(features=paired_file, max_samples=50, seed=1))
+    plan = plan_tsne(source, TsneOptions(T.TSNEParams(n_iter=260, perplexity=10)))
+    result = run_tsne(plan, tmp_path, tmp_path / "cache", torch.device("cpu"))
+    assert [path.name for path in result.figures] == ["tsne_features.png"]
+    assert result.rows == {"features": {"n_points": 50, "n_available": 120}}
+    with h5py.File(tmp_path / EMBEDDINGS_FILE) as handle:
+        for key in ("features/teacher", "features/student", "features/variable"):
+            assert np.array_equal(handle[key][()], result.embeddings[key])
+    saved = json.loads((tmp_path / "alignment.json").read_text())
+    assert saved["grade"] == result.summary()["grade"] == result.report["grade"]
+    assert result.summary()["rows"] == result.rows
+
+
+def test_features_file_is_read_once_per_run(run_cli, tmp_path, paired_file, monkeypatch):
+    reads = []
+    real = np.load
+    monkeypatch.setattr(np, "load", lambda path, *a, **k: reads.append(path) or real(path, *a, **k))
+    result = run_cli("tsne", "--features", paired_file, "--save-dir", tmp_path / "o",
+                     "--n-iter", 260, "--perplexity", 10, "--max-samples", 20)
+    assert result.code == 0, result.err
+    assert [str(path) for path in reads] == [str(paired_file)]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--cfg-options", "a=1", "b=2", "c.d=[1, 2]"],
+     ["--cfg-options", "a=1", "--cfg-options", "b=2", "--cfg-options", "c.d=[1, 2]"]),
+    (["--cfg-options=a=1", "b=2", "--n-iter", "300"],
+     ["--cfg-options=a=1", "--cfg-options", "b=2", "--n-iter", "300"]),
+    (["--cfg-options", "a=1", "config.yml", "b=2"], ["--cfg-options", "a=1", "config.yml", "b=2"]),
+    (["--cfg-options", "a=1", "--", "b=2"], ["--cfg-options", "a=1", "--", "b=2"]),
+    (["--set", "a=1", "b=2"], ["--set", "a=1", "b=2"]),
+])
+def test_several_values_after_one_flag_become_repeated_flags(args, expected):
+    assert spread_values(args, "--cfg-options") == expected
+
+
+def test_class_ids_after_one_flag_as_mmpretrain_writes_them(run_cli, tmp_path):
+    assert spread_values(["--class-idx", "0", "2", "--legend"], "--class-idx", not_option) == [
+        "--class-idx", "0", "--class-idx", "2", "--legend"]
+    x, y = make_blobs(150, 8, centers=3, random_state=0)
+    path = tmp_path / "single.npz"
+    np.savez(path, features=x, labels=y)
+    result = run_cli("tsne", "--features", path, "--save-dir", tmp_path / "o", "--class-idx",
+                     "0", "2", "--max-num-samples", 20, "--perplexity", 5, "--n-iter", 260)
+    assert result.code == 0, result.err
+    with h5py.File(tmp_path / "o" / "tsne_embeddings.h5") as handle:
+        assert sorted(handle["labels"][()].tolist()) == [0] * 20 + [2] * 20

@@ -74,7 +74,7 @@ def test_perplexity_too_large_fails_before_extraction(run_cli, tmp_path, classif
 
 
 def test_neck_is_the_input_of_the_head():
-    from mdcli.analysis.features import layer_features, pool_output
+    from mdcli.analysis.layer_features import layer_features, pool_output
 
     torch.manual_seed(0)
     conv = build_classifier(ModelConfig(arch="convnet", channels=[4, 8], hidden=[16],
@@ -121,3 +121,28 @@ def test_config_given_twice_differently_is_exit_2(run_cli, tmp_path, classifier_
     path, _, _ = classifier_ckpt
     result = run_cli("tsne", "a.yml", "--config", "b.yml", "--ckpt", path)
     assert result.code == 2 and "give the config once" in result.err
+
+
+def test_checkpoint_is_read_once_and_cfg_options_take_several_values(run_cli, tmp_path,
+                                                                     classifier_ckpt,
+                                                                     monkeypatch):
+    import json
+
+    import yaml
+
+    path, _, _ = classifier_ckpt
+    config = tmp_path / "clf.yml"
+    config.write_text(yaml.safe_dump({"data": {"source": "digits", "max_samples": 300}}))
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(f) or real(f, *a, **k))
+    out = tmp_path / "o"
+    result = run_cli("tsne", config, "--checkpoint", path, "--cfg-options",
+                     "data.max_samples=120", "data.val_fraction=0.25", "--perplexity", 5,
+                     "--n-iter", 260, "--save-dir", out)
+    assert result.code == 0, result.err
+    assert [str(f) for f in reads] == [str(path)]
+    expected = load_split(DataConfig(source="digits", max_samples=120, val_fraction=0.25))
+    assert json.loads((out / "summary.json").read_text())["n_available"] == len(expected.y_val)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["source"]["sets"] == ["data.max_samples=120", "data.val_fraction=0.25"]

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from mdcli.analysis import alignment
-from mdcli.analysis.features import (
-    FEATURE_KEYS,
+from mdcli.analysis.distill_features import (
     DistillBatch,
     distill_features,
     distill_sets,
     variable_rows,
 )
+from mdcli.models.sites import FEATURE_KEYS
 
 V, C = 4, 6
 
@@ -129,14 +129,18 @@ def distill_ckpt(tmp_path):
 
 
 @pytest.mark.slow
-def test_distill_checkpoint_end_to_end(run_cli, tmp_path, distill_ckpt):
+def test_distill_checkpoint_end_to_end(run_cli, tmp_path, distill_ckpt, monkeypatch):
     import json
 
     path, data = distill_ckpt
     out = tmp_path / "tsne"
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(f) or real(f, *a, **k))
     result = run_cli("tsne", "--ckpt", path, "--data-path", data, "--max-samples", 10,
                      "--perplexity", 10, "--n-iter", 300, "--save-dir", out)
     assert result.code == 0, result.err
+    assert [str(f) for f in reads] == [str(path)]  # the checkpoint is read once
     for name in ("16", "32", "encoder_16", "encoder_32"):
         assert (out / f"tsne_{name}_features.png").is_file()
         assert (out / f"alignment_metrics_{name}.txt").is_file()
@@ -160,3 +164,15 @@ def test_perplexity_too_large_fails_before_extraction(run_cli, tmp_path, distill
     # at most 10 windows x 4 variables x (teacher + student) = 80 points: perplexity <= 26
     assert result.code == 2 and "--perplexity 30 is too large for 80 samples" in result.err
     assert not out.exists() and not (path.parents[1] / "cache").exists()
+
+
+def test_distill_config_from_the_record_with_overrides():
+    from mdcli.config import to_dict
+    from mdcli.training.distill import DistillConfig, distill_config
+
+    record = {"config": to_dict(DistillConfig(seed=4))}
+    cfg = distill_config(record, overrides=["data.test_split=val", "seed=5"])
+    assert cfg.data.test_split == "val" and cfg.seed == 5
+    assert record["config"]["data"]["test_split"] == "test"  # the record is left as it was
+    assert distill_config(record).seed == 4
+    assert distill_config(record, "distill/tc_tiny", ["seed=6"]).seed == 6

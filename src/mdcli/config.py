@@ -20,7 +20,7 @@ import difflib
 import types
 import typing
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
@@ -137,8 +137,12 @@ def from_dict(schema: type[T], data: Any, path: str = "") -> T:
 
 
 def to_dict(config: Any) -> dict:
-    """The plain-dict form of a config dataclass (what ``config.yaml`` holds)."""
-    return dataclasses.asdict(config)
+    """The plain-dict form of a config dataclass (what ``config.yaml`` holds; paths as text)."""
+    return dataclasses.asdict(config, dict_factory=_plain_dict)
+
+
+def _plain_dict(items: list[tuple[str, Any]]) -> dict:
+    return {key: str(value) if isinstance(value, PurePath) else value for key, value in items}
 
 
 def _join(path: str, key: str) -> str:

@@ -39,14 +39,14 @@ from mdcli.analysis.tsne_params import (
     INITS,
     ParamError,
     TSNEParams,
-    check_params,
+    check_sample_count,
     max_perplexity,
 )
 from mdcli.errors import InputError
 from mdcli.storage.atomic import atomic_path
 
-__all__ = ["EARLY_EXAGGERATION_ITER", "INITS", "ParamError", "TSNEParams", "check_params",
-           "embed", "embed_pair", "max_perplexity", "save_embeddings"]
+__all__ = ["EARLY_EXAGGERATION_ITER", "INITS", "ParamError", "TSNEParams",
+           "check_sample_count", "embed", "embed_pair", "max_perplexity", "save_embeddings"]
 
 log = logging.getLogger("mdcli")
 
@@ -130,11 +130,11 @@ def _gradient_method(params: TSNEParams, n_samples: int) -> str:
 
 
 def fit_map(features: np.ndarray, params: TSNEParams) -> TSNEMap:
-    """Fit a t-SNE map to ``features`` ``[N, D]`` (options checked first)."""
+    """Fit a t-SNE map to ``features`` ``[N, D]`` (their count checked against ``params``)."""
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2:
         raise InputError(f"t-SNE input has shape {features.shape}, expected [N, D]")
-    check_params(params, features.shape[0])
+    check_sample_count(params, features.shape[0])
     n, dim = features.shape
     pca = None
     data = features

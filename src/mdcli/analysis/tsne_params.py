@@ -1,7 +1,9 @@
 """t-SNE settings and their checks, without importing openTSNE (so the CLI can use them).
 
-Errors are :class:`ParamError`, worded with the parameter's name (``n_iter 100: expected ...``);
-a command turns them into its flag's name with :meth:`ParamError.for_flag`.
+A :class:`TSNEParams` is checked once, when it is made; :func:`check_sample_count` checks it
+against the number of points to embed. Errors are :class:`ParamError`, worded with the
+parameter's name (``n_iter 100: expected ...``); a command turns them into its flag's name
+with :meth:`ParamError.for_flag`.
 """
 
 from __future__ import annotations
@@ -49,41 +51,44 @@ class TSNEParams:
     seed: int = 0
     n_jobs: int | None = None
 
+    def __post_init__(self) -> None:
+        """Raise :class:`ParamError` naming the parameter for any setting t-SNE cannot run
+        with."""
+        if self.n_components not in (2, 3):
+            raise ParamError("n_components", f"{self.n_components}: expected 2 or 3")
+        if not self.perplexity > 0:
+            raise ParamError("perplexity", f"{self.perplexity}: expected a positive number")
+        if not self.early_exaggeration >= 1:
+            raise ParamError("early_exaggeration", f"{self.early_exaggeration}: expected >= 1")
+        if self.learning_rate != "auto" and not (
+                isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise ParamError("learning_rate", f"{self.learning_rate}: expected 'auto' or a "
+                                              f"positive number")
+        if self.n_iter <= EARLY_EXAGGERATION_ITER:
+            raise ParamError("n_iter", f"{self.n_iter}: expected more than "
+                                       f"{EARLY_EXAGGERATION_ITER} (the first "
+                                       f"{EARLY_EXAGGERATION_ITER} steps are the "
+                                       f"early-exaggeration phase)")
+        if self.n_iter_without_progress < CHECK_EVERY:
+            raise ParamError("n_iter_without_progress", f"{self.n_iter_without_progress}: "
+                                                        f"expected at least {CHECK_EVERY}")
+        if self.init not in INITS:
+            raise ParamError("init", f"{self.init!r}: expected one of {', '.join(INITS)}")
+        if self.pca_dims is not None and self.pca_dims < self.n_components:
+            raise ParamError("pca_dims", f"{self.pca_dims}: expected at least n_components")
+
 
 def max_perplexity(n_samples: int) -> float:
     """The largest perplexity ``n_samples`` points support (3 x perplexity neighbours each)."""
     return (n_samples - 1) / 3.0
 
 
-def check_params(params: TSNEParams, n_samples: int | None = None) -> None:
-    """Raise :class:`ParamError` naming the parameter for any setting t-SNE cannot run with."""
-    if params.n_components not in (2, 3):
-        raise ParamError("n_components", f"{params.n_components}: expected 2 or 3")
-    if not params.perplexity > 0:
-        raise ParamError("perplexity", f"{params.perplexity}: expected a positive number")
-    if not params.early_exaggeration >= 1:
-        raise ParamError("early_exaggeration", f"{params.early_exaggeration}: expected >= 1")
-    if params.learning_rate != "auto" and not (
-            isinstance(params.learning_rate, (int, float)) and params.learning_rate > 0):
-        raise ParamError("learning_rate", f"{params.learning_rate}: expected 'auto' or a "
-                                          f"positive number")
-    if params.n_iter <= EARLY_EXAGGERATION_ITER:
-        raise ParamError("n_iter", f"{params.n_iter}: expected more than "
-                                   f"{EARLY_EXAGGERATION_ITER} (the first "
-                                   f"{EARLY_EXAGGERATION_ITER} steps are the "
-                                   f"early-exaggeration phase)")
-    if params.n_iter_without_progress < CHECK_EVERY:
-        raise ParamError("n_iter_without_progress", f"{params.n_iter_without_progress}: "
-                                                    f"expected at least {CHECK_EVERY}")
-    if params.init not in INITS:
-        raise ParamError("init", f"{params.init!r}: expected one of {', '.join(INITS)}")
-    if params.pca_dims is not None and params.pca_dims < params.n_components:
-        raise ParamError("pca_dims", f"{params.pca_dims}: expected at least n_components")
-    if n_samples is not None:
-        if n_samples < 4:
-            raise InputError(f"t-SNE needs at least 4 samples, got {n_samples}")
-        if params.perplexity > max_perplexity(n_samples):
-            raise ParamError(
-                "perplexity", f"{params.perplexity:g} is too large for {n_samples} samples: "
-                f"expected at most {math.floor(max_perplexity(n_samples))} ((N - 1) / 3); "
-                f"lower it or use more samples")
+def check_sample_count(params: TSNEParams, n_samples: int) -> None:
+    """Raise when ``n_samples`` points are too few to embed, or too few for the perplexity."""
+    if n_samples < 4:
+        raise InputError(f"t-SNE needs at least 4 samples, got {n_samples}")
+    if params.perplexity > max_perplexity(n_samples):
+        raise ParamError(
+            "perplexity", f"{params.perplexity:g} is too large for {n_samples} samples: "
+            f"expected at most {math.floor(max_perplexity(n_samples))} ((N - 1) / 3); "
+            f"lower it or use more samples")

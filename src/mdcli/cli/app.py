@@ -19,7 +19,7 @@ from mdcli.cli.data import app as data_app
 from mdcli.cli.distill import distill
 from mdcli.cli.quickstart import quickstart
 from mdcli.cli.train import train
-from mdcli.cli.tsne import tsne
+from mdcli.cli.tsne import TsneCommand, tsne
 from mdcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, InputError, RunFailure
 from mdcli.logs import setup_logging, state
 from mdcli.threads import THREADS_ENV, apply_thread_policy, parse_threads
@@ -64,7 +64,7 @@ app.add_typer(data_app, name="data")
 app.command("train")(train)
 app.command("distill")(distill)
 app.command("agop")(agop)
-app.command("tsne")(tsne)
+app.command("tsne", cls=TsneCommand)(tsne)
 app.command("align")(align)
 app.command("condense")(condense)
 

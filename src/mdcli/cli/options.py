@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from mdcli.config import apply_override, load_config, read_yaml, resolve_config_path
 from mdcli.errors import InputError
@@ -78,3 +80,49 @@ def config_source(command: str, config: str | None, work_dir: Path, name: str | 
     if not config:
         raise InputError(f"--config: required, a YAML file or a packaged name such as {example}")
     return config
+
+
+def key_value(word: str) -> bool:
+    """Whether ``word`` is a ``KEY=VALUE`` value (not an option)."""
+    return "=" in word and not word.startswith("-")
+
+
+def not_option(word: str) -> bool:
+    """Whether ``word`` is a value, not an option."""
+    return not word.startswith("-")
+
+
+def spread_values(args: list[str], option: str, takes: Callable[[str], bool] = key_value
+                  ) -> list[str]:
+    """``option a=1 b=2`` rewritten as ``option a=1 option b=2``: every word after the
+    option's own value that ``takes`` accepts is one more value of it (argparse's
+    ``nargs='+'``, as MMPretrain reads ``--cfg-options`` and ``--class-idx``); the first word
+    it refuses, or ``--``, ends the run."""
+    out: list[str] = []
+    state = None  # "own": the next word is the option's own value; "more": further values
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return [*out, *args[index:]]
+        if state == "more" and takes(arg):
+            out += [option, arg]
+            continue
+        out.append(arg)
+        if arg == option:
+            state = "own"
+        elif state == "own" or arg.startswith(f"{option}="):
+            state = "more"
+        else:
+            state = None
+    return out
+
+
+class SeveralValues(TyperCommand):
+    """A command whose options in ``several_values`` (name, which words are its values) take
+    several values after one flag (:func:`spread_values`) as well as a repeated flag."""
+
+    several_values: tuple[tuple[str, Callable[[str], bool]], ...] = ()
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        for option, takes in self.several_values:
+            args = spread_values(args, option, takes)
+        return super().parse_args(ctx, args)

@@ -75,13 +75,19 @@ def linear_layers(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
 
 
+def classifier_from_record(record: dict[str, Any], source: str = "checkpoint") -> nn.Module:
+    """The classifier (eval mode) saved in a checkpoint ``record``; ``source`` names it in
+    errors."""
+    if record.get("kind") != CHECKPOINT_KIND or "model_config" not in record:
+        raise InputError(f"{source}: not a classifier checkpoint "
+                         f"(kind {record.get('kind')!r}, expected {CHECKPOINT_KIND!r})")
+    model = build_classifier(from_dict(ModelConfig, record["model_config"], "model"))
+    model.load_state_dict(record["state_dict"])
+    return model.eval()
+
+
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu"
                     ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the classifier saved in checkpoint ``path``; returns (model in eval mode, record)."""
     record = load_checkpoint(path, map_location=map_location)
-    if record.get("kind") != CHECKPOINT_KIND or "model_config" not in record:
-        raise InputError(f"checkpoint {path}: not a classifier checkpoint "
-                         f"(kind {record.get('kind')!r}, expected {CHECKPOINT_KIND!r})")
-    model = build_classifier(from_dict(ModelConfig, record["model_config"], "model"))
-    model.load_state_dict(record["state_dict"])
-    return model.eval(), record
+    return classifier_from_record(record, f"checkpoint {path}"), record

@@ -228,22 +228,29 @@ def build_diffusion_model(model_cfg: dict[str, Any] | ModelConfig, role: str = "
     raise InputError(f"model role {role!r}: expected 'teacher' or 'student'")
 
 
-def load_distill_models(path: str | Path, ema: bool = True, device: str | torch.device = "cpu"
-                        ) -> tuple[Teacher, Student, dict[str, Any]]:
-    """Teacher and student (eval mode) from a ``distill`` checkpoint, and the record.
+def distill_models(record: dict[str, Any], ema: bool = True,
+                   device: str | torch.device = "cpu", source: str = "checkpoint"
+                   ) -> tuple[Teacher, Student]:
+    """Teacher and student (eval mode, on ``device``) of a ``distill`` checkpoint record.
 
-    ``ema=True`` loads the student's EMA weights (``student_ema``), else ``student``.
+    ``ema=True`` loads the student's EMA weights (``student_ema``), else ``student``;
+    ``source`` names the record in errors.
     """
-    record = load_checkpoint(path, map_location=device)
     missing = [k for k in ("model_config", "teacher", "student", "student_ema") if k not in record]
     if missing:
-        raise InputError(f"checkpoint {path}: not a distill checkpoint (missing "
-                         f"{', '.join(missing)})")
+        raise InputError(f"{source}: not a distill checkpoint (missing {', '.join(missing)})")
     teacher = build_diffusion_model(record["model_config"], "teacher")
     student = build_diffusion_model(record["model_config"], "student")
     teacher.load_state_dict(record["teacher"])
     student.load_state_dict(record["student_ema" if ema else "student"])
-    return teacher.to(device).eval(), student.to(device).eval(), record
+    return teacher.to(device).eval(), student.to(device).eval()
+
+
+def load_distill_models(path: str | Path, ema: bool = True, device: str | torch.device = "cpu"
+                        ) -> tuple[Teacher, Student, dict[str, Any]]:
+    """:func:`distill_models` of the checkpoint at ``path``, and the record."""
+    record = load_checkpoint(path, map_location=device)
+    return (*distill_models(record, ema, device, f"checkpoint {path}"), record)
 
 
 def variable_dict(values: torch.Tensor) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -130,3 +131,15 @@ def plot_classes(path: str | Path, coords: np.ndarray, labels: np.ndarray | None
         ax.set_yticks([])
     fig.tight_layout()
     return _save(fig, path)
+
+
+def show_figures(paths: Sequence[Path]) -> bool:
+    """Open saved figures in a window; False (nothing opened) where no display exists."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    for path in paths:
+        plt.figure(Path(path).name)
+        plt.imshow(plt.imread(path))
+        plt.axis("off")
+    plt.show()
+    return True

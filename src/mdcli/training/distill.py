@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from mdcli.config import param, to_dict
+from mdcli.config import apply_override, from_dict, load_config, param, to_dict
 from mdcli.dist import DistContext, all_reduce_mean
 from mdcli.errors import InputError
 from mdcli.forecast.config import EvalConfig, SamplingConfig
@@ -103,6 +103,21 @@ def check_config(cfg: DistillConfig) -> None:
     if cfg.teacher.checkpoint is None:
         raise InputError("config key 'teacher.checkpoint': no teacher given; pass --teacher "
                          "CKPT (the last.pt of a 'mdcli train' tc_teacher run)")
+
+
+def distill_config(record: dict[str, Any], config: str | Path | None = None,
+                   overrides: tuple[str, ...] | list[str] = ()) -> DistillConfig:
+    """The config of a distill checkpoint ``record``: ``config`` (a YAML file or packaged
+    name) when given, else the one saved in the record; then ``overrides`` (``key.path=v``)."""
+    if config is not None:
+        return load_config(DistillConfig, config, overrides)
+    cfg = from_dict(DistillConfig, record.get("config") or {}, "config")
+    if not overrides:
+        return cfg
+    data = to_dict(cfg)
+    for override in overrides:
+        apply_override(data, override)
+    return from_dict(DistillConfig, data)
 
 
 def distill_record(cfg: DistillConfig, teacher_record: dict, teacher: torch.nn.Module,
