@@ -146,3 +146,33 @@ def test_checkpoint_is_read_once_and_cfg_options_take_several_values(run_cli, tm
     assert json.loads((out / "summary.json").read_text())["n_available"] == len(expected.y_val)
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["source"]["sets"] == ["data.max_samples=120", "data.val_fraction=0.25"]
+
+
+def test_show_switches_to_an_interactive_backend_where_a_display_exists(monkeypatch, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from mdcli.plots import tsne as tsne_plots
+
+    figure = tmp_path / "f.png"
+    plt.imsave(figure, [[0.0, 1.0]])
+    calls: list[str] = []
+    real = plt.switch_backend
+
+    def switch(name: str) -> None:
+        calls.append(name)
+        if name not in ("QtAgg", "Agg"):
+            raise ImportError(name)  # e.g. no tkinter
+        real("Agg")  # stands in for Qt here: no display to open
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(plt, "switch_backend", switch)
+    monkeypatch.setattr(plt, "show", lambda: calls.append("show"))
+    assert tsne_plots.show_figures([figure]) is True
+    assert calls == ["TkAgg", "QtAgg", "show", "Agg"]  # back to Agg for later figures
+
+    def none_load(name: str) -> None:
+        if name != "Agg":
+            raise ImportError(name)
+
+    monkeypatch.setattr(plt, "switch_backend", none_load)
+    assert tsne_plots.show_figures([figure]) is False  # the command then says it cannot

@@ -191,5 +191,6 @@ def tsne(
             run.update_summary(**result.summary())
             log.info("figures in %s: %s", run.path, ", ".join(p.name for p in result.figures))
     if show and not show_figures(result.figures):
-        log.warning("--show: no display, cannot open a window; the figures are saved in %s",
+        log.warning("--show: no display or interactive matplotlib backend, cannot open a window; "
+                    "the figures are saved in %s",
                     run.path)

@@ -133,13 +133,29 @@ def plot_classes(path: str | Path, coords: np.ndarray, labels: np.ndarray | None
     return _save(fig, path)
 
 
+INTERACTIVE_BACKENDS = ("TkAgg", "QtAgg", "GTK4Agg", "MacOSX")
+
+
 def show_figures(paths: Sequence[Path]) -> bool:
-    """Open saved figures in a window; False (nothing opened) where no display exists."""
+    """Open saved figures in a window; False (nothing opened) where no display exists or no
+    interactive matplotlib backend can be loaded (figures are drawn with Agg, which has none)."""
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False
-    for path in paths:
-        plt.figure(Path(path).name)
-        plt.imshow(plt.imread(path))
-        plt.axis("off")
-    plt.show()
+    for backend in INTERACTIVE_BACKENDS:
+        try:
+            plt.switch_backend(backend)
+            break
+        except (ImportError, RuntimeError):
+            continue
+    else:
+        return False
+    try:
+        for path in paths:
+            plt.figure(Path(path).name)
+            plt.imshow(plt.imread(path))
+            plt.axis("off")
+        plt.show()
+    finally:
+        plt.close("all")
+        plt.switch_backend("Agg")
     return True
