@@ -10,13 +10,16 @@ per-sample loss ``l(f, y)``, over N samples:
 
 all ``(d_in, d_in)``. One forward pass records every layer's input ``h``; one backward pass
 batched over the C output directions (``is_grads_batched=True``) gives ``J_c = df_c/dh`` for
-every sample and every layer at once. The loss gradient shares that pass: ``l`` depends on the
-sample's logits only, so ``g = -dl/dh`` is the backward of the direction ``-dl/df`` (from a
-backward of the summed loss through the loss alone), batched as a (C+1)-th direction. Outer
-products are matrix products (``X^T X``) accumulated and returned in the model's dtype. For a
-narrowing layer (``d_out < d_in``, e.g. the output layer), and for the first layer when that is
-cheaper, they are taken of the gradients with respect to ``z = W h`` instead:
-``AGOP = W^T E[sum_c dz_c dz_c^T] W`` (likewise ``G``).
+every sample and every layer at once. The loss gradient needs no pass of its own: ``l``
+depends on the sample's logits only, so ``g = -dl/dh = sum_c (-dl/df_c) J_c``, a combination
+of the same rows with the weights ``-dl/df`` (from a backward of the summed loss through the
+loss alone). Outer products are matrix products (``X^T X``, wide ones from their upper block
+triangle) accumulated and returned in the model's dtype. For a narrowing layer
+(``d_out < d_in``, e.g. the output layer), and for the first layer when that is cheaper, they
+are taken of the gradients with respect to ``z = W h`` instead:
+``AGOP = W^T K W`` with ``K = E[sum_c dz_c dz_c^T]`` (likewise ``G``); ``K`` is kept
+(:class:`ZSpace`), so that ``AGOP^1/2`` is a ``d_out``-sized eigenproblem
+(:func:`sqrt_moments`).
 
 A convolution ``z_l = W p_l + b`` (``W`` the (out, in*kh*kw) unfolded filters, ``p_l`` the
 input patch at output position ``l``) is analysed as a linear layer over patches: ``h`` are
@@ -45,9 +48,22 @@ Layer = nn.Linear | nn.Conv2d
 
 
 @dataclass
+class ZSpace:
+    """A layer's AGOP in ``z = W h`` space: ``AGOP = weight^T agop weight`` and
+    ``E[J_c] = jac_mean @ weight``, with ``weight`` (d_out, d_in), ``agop`` (d_out, d_out) and
+    ``jac_mean`` (C, d_out)."""
+
+    weight: torch.Tensor
+    agop: torch.Tensor
+    jac_mean: torch.Tensor
+
+
+@dataclass
 class LayerStats:
     """The ``(d_in, d_in)`` matrices of one layer over ``n_samples``; ``jac_mean`` (C, d_in)
-    is ``E[J_c]`` (for the centred AGOP, ``agop - jac_mean^T jac_mean``)."""
+    is ``E[J_c]`` (for the centred AGOP, ``agop - jac_mean^T jac_mean``). ``z``, where the
+    AGOP was taken in z space, is its factored form (it must describe ``agop``: replace both
+    or neither)."""
 
     H: torch.Tensor
     G: torch.Tensor
@@ -55,6 +71,7 @@ class LayerStats:
     agop: torch.Tensor
     n_samples: int
     jac_mean: torch.Tensor | None = None
+    z: ZSpace | None = None
 
     @property
     def centred_agop(self) -> torch.Tensor:
@@ -95,7 +112,7 @@ def nfm(weight: torch.Tensor, init: torch.Tensor | None = None) -> torch.Tensor:
     w = weight.detach().flatten(1)  # a convolution's filters unfolded: (out, in*kh*kw)
     if init is not None:
         w = w - init.detach().to(w.device, w.dtype).flatten(1)
-    return w.T @ w
+    return _gram(w)
 
 
 def layer_similarities(stats: LayerStats) -> dict[str, float]:
@@ -175,30 +192,40 @@ def z_space(model: nn.Module, modules: list[Layer]) -> list[bool]:
     return out
 
 
-SPLIT_GRAM = 256  # from this width on, X^T X is formed from 3 of its 4 blocks
+SPLIT_GRAM = 256  # from this width on, X^T X is formed in column strips of this width
 
 
-def _add_gram(acc: torch.Tensor, rows: torch.Tensor, alpha: float, first: bool) -> None:
-    """``acc (+)= alpha * rows^T rows`` for rows (M, d); wide ones fill only the upper blocks
-    (3/4 of the flops), :func:`_mirror` copies the lower block at the end."""
+def _add_gram(acc: torch.Tensor, rows: torch.Tensor, alpha: float, first: bool,
+              right: torch.Tensor | None = None) -> None:
+    """``acc (+)= alpha * rows^T right`` (``right`` defaults to ``rows``), for a symmetric
+    result: wide ones fill only the strips ``[s:s+b, s:]`` of the upper block triangle (about
+    ``(k+1)/2k`` of the flops for ``k`` strips), :func:`_mirror` copies the rest at the end."""
     beta = 0.0 if first else 1.0
+    right = rows if right is None else right
     d = rows.shape[1]
     if d < SPLIT_GRAM:
-        acc.addmm_(rows.T, rows, beta=beta, alpha=alpha)
+        acc.addmm_(rows.T, right, beta=beta, alpha=alpha)
         return
-    k = d // 2
-    top, bottom = rows[:, :k], rows[:, k:]
-    acc[:k, :k].addmm_(top.T, top, beta=beta, alpha=alpha)
-    acc[:k, k:].addmm_(top.T, bottom, beta=beta, alpha=alpha)
-    acc[k:, k:].addmm_(bottom.T, bottom, beta=beta, alpha=alpha)
+    for s in range(0, d, SPLIT_GRAM):
+        e = s + SPLIT_GRAM
+        acc[s:e, s:].addmm_(rows[:, s:e].T, right[:, s:], beta=beta, alpha=alpha)
 
 
 def _mirror(acc: torch.Tensor) -> torch.Tensor:
     d = acc.shape[0]
     if d >= SPLIT_GRAM:
-        k = d // 2
-        acc[k:, :k] = acc[:k, k:].T
+        for s in range(0, d - SPLIT_GRAM, SPLIT_GRAM):
+            e = s + SPLIT_GRAM
+            acc[e:, s:e] = acc[s:e, e:].T
     return acc
+
+
+def _gram(rows: torch.Tensor, right: torch.Tensor | None = None) -> torch.Tensor:
+    """``rows^T right`` (default ``rows^T rows``), known to be symmetric, as a new matrix."""
+    d = rows.shape[1]
+    acc = torch.empty(d, d, dtype=rows.dtype, device=rows.device)
+    _add_gram(acc, rows, 1.0, first=True, right=right)
+    return _mirror(acc)
 
 
 class _InputRecorder:
@@ -230,21 +257,20 @@ class _InputRecorder:
             handle.remove()
 
 
-def _rows(layer: Layer, h: torch.Tensor, grad: torch.Tensor, classes: int
+def _rows(layer: Layer, h: torch.Tensor, grad: torch.Tensor, g: torch.Tensor
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of H, of the Jacobians, of g, and the per-sample Jacobian sums (C, B, d) of one
-    layer from its input ``h`` and the batched gradient ``grad`` (C+1, B, ...)."""
+    layer from its input ``h``, the batched Jacobian ``grad`` (C, B, ...) and ``g`` (B, ...)."""
     b = h.shape[0]
     if isinstance(layer, nn.Conv2d):
         patches = F.unfold(h.detach(), layer.kernel_size, layer.dilation, layer.padding,
                            layer.stride)  # (B, d_in, L)
         rows_h = patches.transpose(1, 2).reshape(-1, patches.shape[1])
-        grad = grad.flatten(3).transpose(2, 3)  # (C+1, B, L, out)
-        per_sample = grad[:classes].mean(2) * grad.shape[2] ** 0.5  # sqrt(L) m: L m^T m below
-        return (rows_h, grad[:classes].reshape(-1, grad.shape[-1]),
-                grad[classes].reshape(-1, grad.shape[-1]), per_sample)
-    return (h.detach().reshape(b, -1), grad[:classes].reshape(-1, grad.shape[-1]),
-            grad[classes], grad[:classes])
+        grad = grad.flatten(3).transpose(2, 3)  # (C, B, L, out)
+        per_sample = grad.mean(2) * grad.shape[2] ** 0.5  # sqrt(L) m: L m^T m below
+        return (rows_h, grad.reshape(-1, grad.shape[-1]),
+                g.flatten(2).transpose(1, 2).reshape(-1, grad.shape[-1]), per_sample)
+    return h.detach().reshape(b, -1), grad.reshape(-1, grad.shape[-1]), g, grad
 
 
 def layer_statistics(model: nn.Module, layers: Sequence[Layer | int] | None,
@@ -265,7 +291,7 @@ def layer_statistics(model: nn.Module, layers: Sequence[Layer | int] | None,
     loss : {"cross_entropy", "mse"}
         Per-sample loss whose negative input-gradient is ``g``.
     batch_size : int
-        Samples per pass (memory: about ``(C + 1) * batch_size * sum(d_in)`` floats).
+        Samples per pass (memory: about ``C * batch_size * sum(d_in)`` floats).
     device : str or torch.device, optional
         Where to compute (default: the model's device).
 
@@ -300,13 +326,14 @@ def layer_statistics(model: nn.Module, layers: Sequence[Layer | int] | None,
             detached = logits.detach().requires_grad_(True)
             (dloss,) = torch.autograd.grad(per_sample_loss(loss, detached, y).sum(), detached)
             classes = logits.shape[1]
-            # directions 0..C-1 give J_c = df_c/dh; direction C, -dl/df, gives g = -dl/dh
-            directions = torch.cat([
-                torch.eye(classes, dtype=dtype, device=device)[:, None, :].expand(-1, len(x), -1),
-                -dloss[None]])
-            grads = torch.autograd.grad(logits, wrt, directions, is_grads_batched=True)
-            for i, (h, grad) in enumerate(zip(hs, grads, strict=True)):  # grad: (C+1, B, d)
-                h, jac, g, per_sample = _rows(modules[i], h, grad, classes)
+            # direction c gives J_c = df_c/dh of every sample
+            directions = torch.eye(classes, dtype=dtype, device=device)[:, None, :]
+            grads = torch.autograd.grad(logits, wrt, directions.expand(-1, len(x), -1),
+                                        is_grads_batched=True)
+            for i, (h, grad) in enumerate(zip(hs, grads, strict=True)):  # grad: (C, B, ...)
+                # g = -dl/dh = sum_c (-dl/df_c) J_c, per sample
+                g = torch.einsum("bc,cb...->b...", -dloss, grad)
+                h, jac, g, per_sample = _rows(modules[i], h, grad, g)
                 batch_mean = per_sample.sum(1) / n
                 if start == 0:
                     sums["jac_mean"].append(batch_mean)
@@ -325,10 +352,12 @@ def layer_statistics(model: nn.Module, layers: Sequence[Layer | int] | None,
     for i, m in enumerate(modules):
         stats = {k: _mirror(sums[k][i]) for k in ("H", "G", "agop")}
         stats["jac_mean"] = sums["jac_mean"][i]
+        z = None
         if zspace[i]:
             w = m.weight.detach().flatten(1)
-            stats.update(G=w.T @ stats["G"] @ w, agop=w.T @ stats["agop"] @ w,
+            z = ZSpace(w.cpu(), stats["agop"].cpu(), stats["jac_mean"].cpu())
+            stats.update(G=_gram(w, stats["G"] @ w), agop=_gram(w, stats["agop"] @ w),
                          jac_mean=stats["jac_mean"] @ w)
         results.append(LayerStats(**{k: v.cpu() for k, v in stats.items()},
-                                  M=nfm(m.weight).cpu(), n_samples=n))
+                                  M=nfm(m.weight).cpu(), n_samples=n, z=z))
     return results
