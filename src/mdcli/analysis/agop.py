@@ -191,18 +191,28 @@ def entry_moments(mats: dict[str, Rows], shape: tuple[int, int]) -> Moments:
 
 
 def _congruence64(w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``W M W^T`` in float64 for W (d_out, d_in), M (d_in, d_in), converting M by blocks of
-    rows."""
+    """``W M W^T`` in float64 for W (d_out, d_in), M (d_in, d_in) symmetric, converting M by
+    blocks of rows."""
     w = w.double()
     mw = torch.empty(m.shape[0], w.shape[0], dtype=torch.float64)
     step = max(1, ENTRY_CHUNK // m.shape[1])
     for start in range(0, m.shape[0], step):
         mw[start:start + step] = m[start:start + step].double() @ w.T
-    return w @ mw
+    return _gram(w.T, mw)
 
 
-def sqrt_moments(z: ZSpace, centred: bool, wmw: torch.Tensor, wsum: torch.Tensor
-                 ) -> tuple[float, float, float]:
+def _is_nfm_of(m: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether ``M == W^T W`` to float32 rounding, from one random probe ``M v`` (a replaced M,
+    e.g. of ``W - W0``, differs in every direction)."""
+    v = torch.randn(m.shape[1], 1, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(0))
+    mv = m.double() @ v if m.dtype == torch.float64 else (m @ v.to(m.dtype)).double()
+    wv = w.double().T @ (w.double() @ v)
+    return float((mv - wv).norm()) <= 1e-4 * float(wv.norm())
+
+
+def sqrt_moments(z: ZSpace, centred: bool, wmw: torch.Tensor, wsum: torch.Tensor,
+                 wwt: torch.Tensor) -> tuple[float, float, float]:
     """``(sum(S), |S|_F^2, <S, M>_F)`` of ``S = AGOP^1/2`` (``centred``: of the centred AGOP)
     of a z-space layer, from ``d_out``-sized problems only, in float64.
 
@@ -216,13 +226,13 @@ def sqrt_moments(z: ZSpace, centred: bool, wmw: torch.Tensor, wsum: torch.Tensor
     ``<S, M> = sum_i c_i^T (W M W^T) c_i / sigma_i``. Units with a zero diagonal in ``K``
     (dead ReLUs: their rows of ``K`` are 0) are left out first, which changes none of these.
 
-    ``wmw`` is ``W M W^T`` and ``wsum`` is ``W 1`` (float64), the same for both square roots.
+    ``wmw`` is ``W M W^T``, ``wsum`` is ``W 1`` and ``wwt`` is ``W W^T`` (float64), the same
+    for both square roots.
     """
     # units whose gradient is always 0 (dead ReLUs) have zero rows in K: leave them out
     active = torch.nonzero(z.agop.diagonal() > 0).flatten()
     if len(active) == 0:
         return 0.0, 0.0, 0.0
-    w = z.weight[active].double()
     k = z.agop[active][:, active].double()
     if centred:
         mean = z.jac_mean[:, active].double()
@@ -231,7 +241,7 @@ def sqrt_moments(z: ZSpace, centred: bool, wmw: torch.Tensor, wsum: torch.Tensor
     if info != 0:
         values, vectors = _eigh(k)
         factor = vectors * values.clamp_min(0).sqrt()
-    gram = factor.T @ (w @ w.T) @ factor
+    gram = factor.T @ wwt[active][:, active] @ factor
     values, vectors = _eigh((gram + gram.T) / 2)
     keep = values > max(float(values.max()), 0.0) * len(values) * torch.finfo(values.dtype).eps
     sigma = values[keep].sqrt()
@@ -271,10 +281,13 @@ def layer_similarities(stats: LayerStats) -> dict[str, float]:
     tol = CENTRED_ZERO * torch.finfo(stats.agop.dtype).eps
     centred_zero = moments.dots["cagop", "cagop"] <= tol ** 2 * moments.dots["agop", "agop"]
     if factored:
-        wmw = _congruence64(z.weight, stats.M)
+        w = z.weight.double()
+        wwt = _gram(w.T)
+        # M = W^T W (unless replaced): W M W^T = (W W^T)^2, d_out-sized
+        wmw = wwt @ wwt if _is_nfm_of(stats.M, w) else _congruence64(w, stats.M)
         for name, centred in (("sqrt_agop", False), ("sqrt_cagop", True)):
             if not (centred and centred_zero):
-                total, square, inner = sqrt_moments(z, centred, wmw, z.weight.double().sum(1))
+                total, square, inner = sqrt_moments(z, centred, wmw, w.sum(1), wwt)
                 moments.add(name, total, square, {"M": inner})
     out = {}
     for prefix, centred in (("", False), ("pearson_", True)):
@@ -309,7 +322,7 @@ def init_baseline(weight: torch.Tensor, init: torch.Tensor) -> float:
         return pearson(d.T @ d, w0.T @ w0)
     moments = Moments(d.shape[1] ** 2, {}, {}, {})
     for name, x in (("A", d), ("B", w0)):
-        moments.add(name, float(x.sum(1).square().sum()), float((x @ x.T).square().sum()),
+        moments.add(name, float(x.sum(1).square().sum()), float(_gram(x.T).square().sum()),
                     {"A": float((x @ d.T).square().sum())} if name == "B" else {})
     return moments.cosine("A", "B", centred=True)
 
