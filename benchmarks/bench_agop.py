@@ -9,7 +9,8 @@ against a float64 computation, and the library's achieved GFLOP/s
 against a plain ``torch.mm`` of similar size measured in the same run. Then trains the default
 digits model (configs/train/mlp_digits_adam.yml, 20 epochs) and times a full analysis of it:
 5 layers, all 1797 samples, 21 checkpoints (epochs 0-20), no cache. Every timing uses the
-torch thread count ``mdcli agop`` would pick (fewer threads when the machine is busy).
+torch thread count ``mdcli agop`` would pick (``MDCLI_THREADS`` if set, else fewer
+threads when the machine is busy).
 Targets: >= 10x the loop, >= 50% of the matmul rate, relative error <= 1e-4, digits < 30 s.
 
     PYTHONPATH=src python benchmarks/bench_agop.py [--samples 1000] [--width 512] [--no-digits]
@@ -46,6 +47,7 @@ from mdcli.losses.classification import per_sample_loss
 from mdcli.models.classifier import linear_layers
 from mdcli.models.mlp import MLP
 from mdcli.runs import start_run
+from mdcli.threads import apply_thread_policy
 from mdcli.training.classifier import ClassifierConfig, train_classifier
 
 TARGET_SPEEDUP, TARGET_MATMUL_SHARE, TARGET_ERROR, TARGET_DIGITS_S = 10.0, 0.5, 1e-4, 30.0
@@ -207,8 +209,8 @@ def seed_scale(samples: int, loop_samples: int, checkpoints: int) -> int:
             for m, w in zip(linear_layers(model), w0, strict=True):
                 m.weight.add_(0.05 * w.std() * torch.randn_like(w))
         start = time.perf_counter()
-        values = agop_runs.checkpoint_values(model, layers, w0, x, y, "mse", 1024,
-                                             torch.device("cpu"))
+        values = agop_runs.checkpoint_values(model, layers, w0, x, y, "mse",
+                                             AgopConfig().batch_size, torch.device("cpu"))
         times.append(time.perf_counter() - start)
         assert np.isfinite(values[:4]).all()
     lib_s, stats_s = float(np.mean(times)), float(np.mean(stats_times))
@@ -248,6 +250,7 @@ def main() -> int:
     parser.add_argument("--checkpoints", type=int, default=1,
                         help="--scale seed: checkpoints analysed (scaled to 21 if fewer)")
     args = parser.parse_args()
+    apply_thread_policy()  # as the mdcli command does: MDCLI_THREADS, Slurm, OMP_NUM_THREADS
     if args.scale == "seed":
         return seed_scale(args.samples or 10_000, args.loop_samples, args.checkpoints)
 

@@ -446,7 +446,7 @@ def _rows(layer: Layer, h: torch.Tensor, grad: torch.Tensor, g: torch.Tensor
 
 def layer_statistics(model: nn.Module, layers: Sequence[Layer | int] | None,
                      inputs: torch.Tensor, targets: torch.Tensor,
-                     loss: LossName = "cross_entropy", batch_size: int = 1024,
+                     loss: LossName = "cross_entropy", batch_size: int = 512,
                      device: str | torch.device | None = None) -> list[LayerStats]:
     """H, G, M and AGOP of each layer in ``layers`` over all ``inputs``.
 

@@ -55,7 +55,9 @@ class AgopConfig:
     max_samples: int = param(0, ge=0, help="analyse a seeded subset of N samples (0: all)")
     split: Literal["train", "val", "all"] = param("train", help="which samples to use")
     remove_init: bool = param(False, help="NFM of W - W(epoch 0)")
-    batch_size: int = param(1024, ge=1, help="samples per batched forward/backward")
+    # 512: a seed-scale pass's temporaries (C x 512 x 1024 floats) stay under glibc's mmap
+    # threshold and are reused, not page-faulted afresh (4-6% faster than 1024, measured)
+    batch_size: int = param(512, ge=1, help="samples per batched forward/backward")
     metric: Literal["cosine", "pearson_sqrt"] = param(
         "cosine", help="table, plots and summary: plain cosines, or Pearson with AGOP^1/2 "
                        "(and Pearson for G/H/M)")
