@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mdcli.analysis import agop as agop_module
 from mdcli.analysis.agop import (
+    SIMILARITY_PAIRS,
     SPLIT_GRAM,
     cosine,
+    entry_moments,
     feature_layers,
     init_baseline,
     layer_similarities,
@@ -238,3 +243,116 @@ def test_init_baseline_is_pearson_of_the_two_nfms():
     a, b = (w - w0).T @ (w - w0), w0.T @ w0
     expected = np.corrcoef(a.ravel(), b.ravel())[0, 1]
     assert init_baseline(torch.from_numpy(w), torch.from_numpy(w0)) == pytest.approx(expected)
+
+
+def numpy_similarities(agop, centred, g, h, m):
+    """The similarities from dense float64 numpy matrices: eigh square roots (eigenvalues
+    below the rank tolerance as 0: their float64 rounding would add sqrt(eps)), np.corrcoef."""
+    def root(a):
+        values, vectors = np.linalg.eigh(a)
+        values[values < values.max() * len(a) * np.finfo(float).eps] = 0
+        return (vectors * np.sqrt(values)) @ vectors.T
+
+    mats = {"agop": agop, "sqrt_agop": root(agop), "cagop": centred, "sqrt_cagop": root(centred),
+            "G": g, "H": h, "M": m}
+    out = {}
+    for name, (a, b) in SIMILARITY_PAIRS.items():
+        x, y = mats[a].ravel(), mats[b].ravel()
+        out[name] = x @ y / np.linalg.norm(x) / np.linalg.norm(y)
+        out["pearson_" + name] = np.corrcoef(x, y)[0, 1]
+    return out
+
+
+def test_z_space_square_root_moments_equal_dense_square_roots_with_dead_units():
+    """A narrowing first layer keeps its AGOP factored (K in z space); AGOP^1/2's moments from
+    the d_out-sized problem equal numpy's dense square root, also with dead ReLU units (zero
+    rows of K, Cholesky impossible without dropping them) and for the centred AGOP."""
+    torch.manual_seed(10)
+    model = MLP(24, [9, 7], 3, bias=False).double()
+    first = linear_layers(model)[0]
+    with torch.no_grad():
+        first.weight[:3] = -first.weight[:3].abs()  # inputs >= 0: these 3 units never fire
+    x, y = torch.rand(40, 24, dtype=torch.float64), torch.randint(0, 3, (40,))
+    (st,) = layer_statistics(model, [first], x, y, loss="cross_entropy")
+    assert st.z is not None and (st.z.agop.diagonal()[:3] == 0).all()
+    w = first.weight.detach().numpy()
+    agop = w.T @ st.z.agop.numpy() @ w
+    np.testing.assert_allclose(st.agop.numpy(), agop, atol=1e-12)
+    mean = st.z.jac_mean.numpy() @ w
+    expected = numpy_similarities(agop, agop - mean.T @ mean, st.G.numpy(), st.H.numpy(),
+                                  w.T @ w)
+    got = layer_similarities(st)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=1e-9), name
+    dense = layer_similarities(dataclasses.replace(st, z=None))  # the d_in-sized eigh path
+    for name, value in expected.items():  # that one carries sqrt(eps) from the null space
+        assert dense[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_square_root_moments_use_the_given_nfm():
+    """--remove-init replaces M: <AGOP^1/2, M> is taken with that M, not W^T W."""
+    torch.manual_seed(11)
+    model = MLP(20, [6], 4, bias=False).double()
+    first = linear_layers(model)[0]
+    x, y = torch.rand(30, 20, dtype=torch.float64), torch.randint(0, 4, (30,))
+    (st,) = layer_statistics(model, [first], x, y)
+    other = torch.randn(5, 20, dtype=torch.float64)
+    st = dataclasses.replace(st, M=other.T @ other)
+    expected = numpy_similarities(st.agop.numpy(), st.centred_agop.numpy(), st.G.numpy(),
+                                  st.H.numpy(), st.M.numpy())
+    got = layer_similarities(st)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=1e-9), name
+
+
+def test_output_layer_centred_agop_is_nan_not_rounding():
+    """The output layer's Jacobian is W for every sample, so its centred AGOP is 0; float32
+    leaves rounding of it, reported as NaN; a hidden layer's is not."""
+    torch.manual_seed(12)
+    model = MLP(30, [40], 5, bias=False)
+    x, y = torch.rand(1000, 30), torch.randint(0, 5, (1000,))
+    hidden, out = layer_statistics(model, None, x, y, loss="mse", batch_size=300)
+    sims = layer_similarities(out)
+    assert sims["agop_vs_nfm"] == pytest.approx(1.0, abs=1e-6)
+    for name in ("centred_agop_vs_nfm", "sqrt_centred_agop_vs_nfm",
+                 "pearson_centred_agop_vs_nfm", "pearson_sqrt_centred_agop_vs_nfm"):
+        assert np.isnan(sims[name]), name
+    assert not np.isnan(layer_similarities(hidden)["centred_agop_vs_nfm"])
+
+
+def test_entry_moments_over_many_chunks_against_numpy(monkeypatch):
+    monkeypatch.setattr(agop_module, "ENTRY_CHUNK", 7)  # 1 row of 7 per chunk
+    rng = np.random.default_rng(13)
+    a, b = rng.normal(size=(5, 7)) + 3, rng.normal(size=(5, 7))
+    moments = entry_moments({"a": torch.from_numpy(a).float(),
+                             "b": lambda i, j: torch.from_numpy(b[i:j])}, (5, 7))
+    a = a.astype(np.float32).astype(np.float64)
+    assert moments.sums["a"] == pytest.approx(a.sum())
+    assert moments.dots["a", "b"] == pytest.approx(np.sum(a * b))
+    assert moments.cosine("a", "b") == pytest.approx(np.sum(a * b) / np.linalg.norm(a)
+                                                     / np.linalg.norm(b))
+    assert moments.cosine("a", "b", centred=True) == pytest.approx(
+        np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+@pytest.mark.parametrize("d", [3, 4, 11, 12])
+def test_strip_gram_equals_the_full_product(monkeypatch, d):
+    """X^T X from the upper block strips and a mirror, for widths with 1-3 strips of 4."""
+    monkeypatch.setattr(agop_module, "SPLIT_GRAM", 4)
+    x = torch.randn(9, d, dtype=torch.float64)
+    np.testing.assert_allclose(nfm(x).numpy(), x.numpy().T @ x.numpy(), atol=1e-12)
+    acc = torch.full((d, d), float("nan"), dtype=torch.float64)
+    agop_module._add_gram(acc, x[:4], 0.5, first=True)
+    agop_module._add_gram(acc, x[4:], 0.5, first=False)
+    agop_module._mirror(acc)
+    np.testing.assert_allclose(acc.numpy(), x.numpy().T @ x.numpy() / 2, atol=1e-12)
+
+
+def test_init_baseline_of_a_narrowing_layer_from_its_small_products():
+    """d_out < d_in: the baseline from d_out-sized products equals np.corrcoef of the NFMs."""
+    rng = np.random.default_rng(14)
+    w, w0 = rng.normal(size=(3, 8)) + 0.5, rng.normal(size=(3, 8))
+    a, b = (w - w0).T @ (w - w0), w0.T @ w0
+    expected = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    assert init_baseline(torch.from_numpy(w), torch.from_numpy(w0)) == pytest.approx(expected)
+    assert np.isnan(init_baseline(torch.from_numpy(w0), torch.from_numpy(w0)))

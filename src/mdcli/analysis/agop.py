@@ -10,13 +10,16 @@ per-sample loss ``l(f, y)``, over N samples:
 
 all ``(d_in, d_in)``. One forward pass records every layer's input ``h``; one backward pass
 batched over the C output directions (``is_grads_batched=True``) gives ``J_c = df_c/dh`` for
-every sample and every layer at once. The loss gradient shares that pass: ``l`` depends on the
-sample's logits only, so ``g = -dl/dh`` is the backward of the direction ``-dl/df`` (from a
-backward of the summed loss through the loss alone), batched as a (C+1)-th direction. Outer
-products are matrix products (``X^T X``) accumulated and returned in the model's dtype. For a
-narrowing layer (``d_out < d_in``, e.g. the output layer), and for the first layer when that is
-cheaper, they are taken of the gradients with respect to ``z = W h`` instead:
-``AGOP = W^T E[sum_c dz_c dz_c^T] W`` (likewise ``G``).
+every sample and every layer at once. The loss gradient needs no pass of its own: ``l``
+depends on the sample's logits only, so ``g = -dl/dh = sum_c (-dl/df_c) J_c``, a combination
+of the same rows with the weights ``-dl/df`` (from a backward of the summed loss through the
+loss alone). Outer products are matrix products (``X^T X``, wide ones from their upper block
+triangle) accumulated and returned in the model's dtype. For a narrowing layer
+(``d_out < d_in``, e.g. the output layer), and for the first layer when that is cheaper, they
+are taken of the gradients with respect to ``z = W h`` instead:
+``AGOP = W^T K W`` with ``K = E[sum_c dz_c dz_c^T]`` (likewise ``G``); ``K`` is kept
+(:class:`ZSpace`), so that ``AGOP^1/2`` is a ``d_out``-sized eigenproblem
+(:func:`sqrt_moments`).
 
 A convolution ``z_l = W p_l + b`` (``W`` the (out, in*kh*kw) unfolded filters, ``p_l`` the
 input patch at output position ``l``) is analysed as a linear layer over patches: ``h`` are
@@ -29,7 +32,7 @@ with ``df_c/dp_l = W^T df_c/dz_l`` (always taken in z space). The centred AGOP s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -45,9 +48,22 @@ Layer = nn.Linear | nn.Conv2d
 
 
 @dataclass
+class ZSpace:
+    """A layer's AGOP in ``z = W h`` space: ``AGOP = weight^T agop weight`` and
+    ``E[J_c] = jac_mean @ weight``, with ``weight`` (d_out, d_in), ``agop`` (d_out, d_out) and
+    ``jac_mean`` (C, d_out)."""
+
+    weight: torch.Tensor
+    agop: torch.Tensor
+    jac_mean: torch.Tensor
+
+
+@dataclass
 class LayerStats:
     """The ``(d_in, d_in)`` matrices of one layer over ``n_samples``; ``jac_mean`` (C, d_in)
-    is ``E[J_c]`` (for the centred AGOP, ``agop - jac_mean^T jac_mean``)."""
+    is ``E[J_c]`` (for the centred AGOP, ``agop - jac_mean^T jac_mean``). ``z``, where the
+    AGOP was taken in z space, is its factored form (it must describe ``agop``: replace both
+    or neither)."""
 
     H: torch.Tensor
     G: torch.Tensor
@@ -55,6 +71,7 @@ class LayerStats:
     agop: torch.Tensor
     n_samples: int
     jac_mean: torch.Tensor | None = None
+    z: ZSpace | None = None
 
     @property
     def centred_agop(self) -> torch.Tensor:
@@ -76,17 +93,21 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return cosine(a - a.mean(), b - b.mean())
 
 
-def sqrt_psd(a: torch.Tensor) -> torch.Tensor:
-    """Square root of a symmetric positive semi-definite matrix (eigenvalues clamped at 0).
-
-    Computed in float64 on one thread: on CPU, torch's multi-threaded ``eigh`` of a few
+def _eigh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh`` on one thread: on CPU, torch's multi-threaded ``eigh`` of a few
     hundred rows is 2-100x slower than the single-threaded one (worst on a busy machine)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        values, vectors = torch.linalg.eigh(a.double())
+        return torch.linalg.eigh(a)
     finally:
         torch.set_num_threads(threads)
+
+
+def sqrt_psd(a: torch.Tensor) -> torch.Tensor:
+    """Square root of a symmetric positive semi-definite matrix (eigenvalues clamped at 0),
+    in float64."""
+    values, vectors = _eigh(a.double())
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
@@ -95,28 +116,184 @@ def nfm(weight: torch.Tensor, init: torch.Tensor | None = None) -> torch.Tensor:
     w = weight.detach().flatten(1)  # a convolution's filters unfolded: (out, in*kh*kw)
     if init is not None:
         w = w - init.detach().to(w.device, w.dtype).flatten(1)
-    return w.T @ w
+    return _gram(w)
+
+
+@dataclass
+class Moments:
+    """Entry moments of same-shaped matrices with ``n`` entries, float64: ``sums[a]``,
+    ``dots[a, b] = <A, B>_F`` and ``centred[a, b]``, the same of the entries less their mean
+    (``dots[a, a]``: the squared norm)."""
+
+    n: int
+    sums: dict[str, float]
+    dots: dict[tuple[str, str], float]
+    centred: dict[tuple[str, str], float]
+
+    def cosine(self, a: str, b: str, centred: bool = False) -> float:
+        """Cosine of the entries of A and B, or (``centred``) their Pearson correlation;
+        NaN when either is zero (constant)."""
+        dots = self.centred if centred else self.dots
+        norm = dots[a, a] * dots[b, b]
+        return dots[a, b] / norm ** 0.5 if norm > 0 else float("nan")
+
+    def add(self, name: str, total: float, square: float, inner: dict[str, float]) -> None:
+        """Add a matrix known by its sum, squared norm and inner products with others:
+        ``<A - a, B - b> = <A, B> - sum(A) sum(B) / n``."""
+        self.sums[name] = total
+        self.dots[name, name] = square
+        self.centred[name, name] = square - total * total / self.n
+        for other, value in inner.items():
+            self.dots[name, other] = self.dots[other, name] = value
+            shifted = value - total * self.sums[other] / self.n
+            self.centred[name, other] = self.centred[other, name] = shifted
+
+
+ENTRY_CHUNK = 1 << 18  # entries per matrix and chunk in entry_moments (2 MiB in float64)
+Rows = torch.Tensor | Callable[[int, int], torch.Tensor]
+
+
+def entry_moments(mats: dict[str, Rows], shape: tuple[int, int]) -> Moments:
+    """Sums and all pairwise inner products, plain and of centred entries, of matrices of
+    ``shape``, accumulated in float64 over chunks of rows: no float64 copy of a whole matrix.
+    Each matrix is a tensor or a function ``(start, stop) -> rows start:stop`` (a matrix never
+    formed whole). Centred chunks are centred explicitly, as :func:`pearson` does."""
+    names = list(mats)
+    n = shape[0] * shape[1]
+
+    def rows(name: str, start: int, stop: int) -> torch.Tensor:
+        mat = mats[name]
+        return mat(start, stop) if callable(mat) else mat[start:stop]
+
+    step = max(1, ENTRY_CHUNK // shape[1])
+    chunks = [(start, min(start + step, shape[0])) for start in range(0, shape[0], step)]
+    sums = torch.zeros(len(names), dtype=torch.float64)
+    for start, stop in chunks:
+        sums += torch.stack([rows(name, start, stop).sum(dtype=torch.float64).cpu()
+                             for name in names])
+    means = sums / n
+    raw = torch.zeros(len(names), len(names), dtype=torch.float64)
+    centred = torch.zeros_like(raw)
+    buffer = torch.empty(len(names), step * shape[1], dtype=torch.float64)
+    for start, stop in chunks:
+        flat = buffer[:, :(stop - start) * shape[1]]
+        for k, name in enumerate(names):
+            flat[k].copy_(rows(name, start, stop).reshape(-1))
+        raw.addmm_(flat, flat.T)
+        flat -= means[:, None]
+        centred.addmm_(flat, flat.T)
+
+    def table(gram: torch.Tensor) -> dict[tuple[str, str], float]:
+        values = gram.tolist()
+        return {(a, b): values[i][j] for i, a in enumerate(names) for j, b in enumerate(names)}
+
+    return Moments(n, dict(zip(names, sums.tolist(), strict=True)), table(raw), table(centred))
+
+
+def _congruence64(w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``W M W^T`` in float64 for W (d_out, d_in), M (d_in, d_in) symmetric, converting M by
+    blocks of rows."""
+    w = w.double()
+    mw = torch.empty(m.shape[0], w.shape[0], dtype=torch.float64)
+    step = max(1, ENTRY_CHUNK // m.shape[1])
+    for start in range(0, m.shape[0], step):
+        mw[start:start + step] = m[start:start + step].double() @ w.T
+    return _gram(w.T, mw)
+
+
+def _is_nfm_of(m: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether ``M == W^T W`` to float32 rounding, from one random probe ``M v`` (a replaced M,
+    e.g. of ``W - W0``, differs in every direction)."""
+    v = torch.randn(m.shape[1], 1, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(0))
+    mv = m.double() @ v if m.dtype == torch.float64 else (m @ v.to(m.dtype)).double()
+    wv = w.double().T @ (w.double() @ v)
+    return float((mv - wv).norm()) <= 1e-4 * float(wv.norm())
+
+
+def sqrt_moments(z: ZSpace, centred: bool, wmw: torch.Tensor, wsum: torch.Tensor,
+                 wwt: torch.Tensor) -> tuple[float, float, float]:
+    """``(sum(S), |S|_F^2, <S, M>_F)`` of ``S = AGOP^1/2`` (``centred``: of the centred AGOP)
+    of a z-space layer, from ``d_out``-sized problems only, in float64.
+
+    With ``K = L L^T`` (Cholesky, or ``L = E Lambda^1/2`` from ``eigh`` where ``K`` is
+    singular), ``AGOP = W^T K W = F^T F`` for ``F = L^T W``. From
+    ``F F^T = L^T (W W^T) L = U Sigma^2 U^T``, AGOP's eigenvectors are ``F^T u_i / sigma_i``
+    with eigenvalues ``sigma_i^2``, so ``S = sum_i y_i y_i^T / sigma_i`` with
+    ``y_i = W^T c_i``, ``c_i = L u_i``, over ``sigma_i > 0`` (numerically: ``sigma_i^2``
+    above ``d_out * eps`` of the largest; the rest is AGOP's null space). Hence
+    ``|S|_F^2 = sum sigma_i^2``, ``sum(S) = sum_i ((W 1)^T c_i)^2 / sigma_i`` and
+    ``<S, M> = sum_i c_i^T (W M W^T) c_i / sigma_i``. Units with a zero diagonal in ``K``
+    (dead ReLUs: their rows of ``K`` are 0) are left out first, which changes none of these.
+
+    ``wmw`` is ``W M W^T``, ``wsum`` is ``W 1`` and ``wwt`` is ``W W^T`` (float64), the same
+    for both square roots.
+    """
+    # units whose gradient is always 0 (dead ReLUs) have zero rows in K: leave them out
+    active = torch.nonzero(z.agop.diagonal() > 0).flatten()
+    if len(active) == 0:
+        return 0.0, 0.0, 0.0
+    k = z.agop[active][:, active].double()
+    if centred:
+        mean = z.jac_mean[:, active].double()
+        k = k - mean.T @ mean
+    factor, info = torch.linalg.cholesky_ex(k)
+    if info != 0:
+        values, vectors = _eigh(k)
+        factor = vectors * values.clamp_min(0).sqrt()
+    gram = factor.T @ wwt[active][:, active] @ factor
+    values, vectors = _eigh((gram + gram.T) / 2)
+    keep = values > max(float(values.max()), 0.0) * len(values) * torch.finfo(values.dtype).eps
+    sigma = values[keep].sqrt()
+    c = factor @ vectors[:, keep]  # (active, rank)
+    total = ((wsum[active] @ c).square() / sigma).sum()
+    inner = (((wmw[active][:, active] @ c) * c).sum(0) / sigma).sum()
+    return float(total), float(sigma.square().sum()), float(inner)
+
+
+CENTRED_ZERO = 256  # a centred AGOP below this many eps of the AGOP (Frobenius) is zero
+
+SIMILARITY_PAIRS = {"agop_vs_nfm": ("agop", "M"), "sqrt_agop_vs_nfm": ("sqrt_agop", "M"),
+                    "centred_agop_vs_nfm": ("cagop", "M"),
+                    "sqrt_centred_agop_vs_nfm": ("sqrt_cagop", "M"),
+                    "g_vs_h": ("G", "H"), "g_vs_m": ("G", "M"), "h_vs_m": ("H", "M")}
 
 
 def layer_similarities(stats: LayerStats) -> dict[str, float]:
-    """Cosines (and ``pearson_`` centred variants) of AGOP vs NFM, AGOP^1/2 vs NFM, G vs H,
-    G vs M and H vs M, all from one Gram matrix of the five flattened matrices (float64)."""
-    names = ("agop", "sqrt_agop", "cagop", "sqrt_cagop", "G", "H", "M")
-    centred = stats.centred_agop.double()
-    mats = [stats.agop.double(), sqrt_psd(stats.agop), centred, sqrt_psd(centred),
-            stats.G.double(), stats.H.double(), stats.M.double()]
-    mats = torch.stack(mats).flatten(1)
-    pairs = {"agop_vs_nfm": ("agop", "M"), "sqrt_agop_vs_nfm": ("sqrt_agop", "M"),
-             "centred_agop_vs_nfm": ("cagop", "M"),
-             "sqrt_centred_agop_vs_nfm": ("sqrt_cagop", "M"),
-             "g_vs_h": ("G", "H"), "g_vs_m": ("G", "M"), "h_vs_m": ("H", "M")}
+    """Cosines (and ``pearson_`` centred variants) of AGOP vs NFM, AGOP^1/2 vs NFM (also of
+    the centred AGOP), G vs H, G vs M and H vs M, from float64 entry moments.
+
+    Where the AGOP was taken in z space of a narrowing layer (``stats.z``, ``d_out < d_in``),
+    the square roots' moments come from :func:`sqrt_moments` (``d_out``-sized ``eigh``, never
+    a ``d_in``-sized square root); elsewhere from :func:`sqrt_psd`."""
+    mats: dict[str, Rows] = {"agop": stats.agop, "cagop": stats.agop, "G": stats.G,
+                             "H": stats.H, "M": stats.M}
+    if stats.jac_mean is not None:
+        mean = stats.jac_mean
+        mats["cagop"] = lambda a, b: stats.agop[a:b] - mean[:, a:b].T @ mean
+    z = stats.z
+    factored = z is not None and z.weight.shape[0] < z.weight.shape[1]
+    if not factored:
+        mats.update(sqrt_agop=sqrt_psd(stats.agop), sqrt_cagop=sqrt_psd(stats.centred_agop))
+    moments = entry_moments(mats, stats.agop.shape)
+    # A Jacobian that is the same for every sample (the output layer's, a linear network's)
+    # has a centred AGOP of 0: what float32 leaves of it is rounding, reported as NaN.
+    tol = CENTRED_ZERO * torch.finfo(stats.agop.dtype).eps
+    centred_zero = moments.dots["cagop", "cagop"] <= tol ** 2 * moments.dots["agop", "agop"]
+    if factored:
+        w = z.weight.double()
+        wwt = _gram(w.T)
+        # M = W^T W (unless replaced): W M W^T = (W W^T)^2, d_out-sized
+        wmw = wwt @ wwt if _is_nfm_of(stats.M, w) else _congruence64(w, stats.M)
+        for name, centred in (("sqrt_agop", False), ("sqrt_cagop", True)):
+            if not (centred and centred_zero):
+                total, square, inner = sqrt_moments(z, centred, wmw, w.sum(1), wwt)
+                moments.add(name, total, square, {"M": inner})
     out = {}
-    for prefix, rows in (("", mats), ("pearson_", mats - mats.mean(1, keepdim=True))):
-        gram = (rows @ rows.T).tolist()
-        for name, (a, b) in pairs.items():
-            i, j = names.index(a), names.index(b)
-            norm = (gram[i][i] * gram[j][j]) ** 0.5
-            out[prefix + name] = gram[i][j] / norm if norm > 0 else float("nan")
+    for prefix, centred in (("", False), ("pearson_", True)):
+        for name, (a, b) in SIMILARITY_PAIRS.items():
+            zero = centred_zero and a in ("cagop", "sqrt_cagop")
+            out[prefix + name] = float("nan") if zero else moments.cosine(a, b, centred)
     return out
 
 
@@ -135,8 +312,19 @@ def layer_dims(layer: Layer) -> tuple[int, int]:
 
 def init_baseline(weight: torch.Tensor, init: torch.Tensor) -> float:
     """Pearson(NFM(W - W0), NFM(W0)): how much of the NFM's structure the initial weights
-    already explain."""
-    return pearson(nfm(weight, init), nfm(init))
+    already explain.
+
+    In float64, and for ``d_out < d_in`` from ``d_out``-sized products only: with
+    ``A = X^T X`` and ``B = Y^T Y``, ``<A, B>_F = |X Y^T|_F^2`` and ``sum(A) = |X 1|^2``."""
+    w0 = init.detach().to(weight.device).flatten(1).double()
+    d = weight.detach().flatten(1).double() - w0
+    if d.shape[0] >= d.shape[1]:
+        return pearson(d.T @ d, w0.T @ w0)
+    moments = Moments(d.shape[1] ** 2, {}, {}, {})
+    for name, x in (("A", d), ("B", w0)):
+        moments.add(name, float(x.sum(1).square().sum()), float(_gram(x.T).square().sum()),
+                    {"A": float((x @ d.T).square().sum())} if name == "B" else {})
+    return moments.cosine("A", "B", centred=True)
 
 
 def resolve_layers(model: nn.Module, layers: Sequence[Layer | int] | None) -> list[Layer]:
@@ -175,30 +363,40 @@ def z_space(model: nn.Module, modules: list[Layer]) -> list[bool]:
     return out
 
 
-SPLIT_GRAM = 256  # from this width on, X^T X is formed from 3 of its 4 blocks
+SPLIT_GRAM = 256  # from this width on, X^T X is formed in column strips of this width
 
 
-def _add_gram(acc: torch.Tensor, rows: torch.Tensor, alpha: float, first: bool) -> None:
-    """``acc (+)= alpha * rows^T rows`` for rows (M, d); wide ones fill only the upper blocks
-    (3/4 of the flops), :func:`_mirror` copies the lower block at the end."""
+def _add_gram(acc: torch.Tensor, rows: torch.Tensor, alpha: float, first: bool,
+              right: torch.Tensor | None = None) -> None:
+    """``acc (+)= alpha * rows^T right`` (``right`` defaults to ``rows``), for a symmetric
+    result: wide ones fill only the strips ``[s:s+b, s:]`` of the upper block triangle (about
+    ``(k+1)/2k`` of the flops for ``k`` strips), :func:`_mirror` copies the rest at the end."""
     beta = 0.0 if first else 1.0
+    right = rows if right is None else right
     d = rows.shape[1]
     if d < SPLIT_GRAM:
-        acc.addmm_(rows.T, rows, beta=beta, alpha=alpha)
+        acc.addmm_(rows.T, right, beta=beta, alpha=alpha)
         return
-    k = d // 2
-    top, bottom = rows[:, :k], rows[:, k:]
-    acc[:k, :k].addmm_(top.T, top, beta=beta, alpha=alpha)
-    acc[:k, k:].addmm_(top.T, bottom, beta=beta, alpha=alpha)
-    acc[k:, k:].addmm_(bottom.T, bottom, beta=beta, alpha=alpha)
+    for s in range(0, d, SPLIT_GRAM):
+        e = s + SPLIT_GRAM
+        acc[s:e, s:].addmm_(rows[:, s:e].T, right[:, s:], beta=beta, alpha=alpha)
 
 
 def _mirror(acc: torch.Tensor) -> torch.Tensor:
     d = acc.shape[0]
     if d >= SPLIT_GRAM:
-        k = d // 2
-        acc[k:, :k] = acc[:k, k:].T
+        for s in range(0, d - SPLIT_GRAM, SPLIT_GRAM):
+            e = s + SPLIT_GRAM
+            acc[e:, s:e] = acc[s:e, e:].T
     return acc
+
+
+def _gram(rows: torch.Tensor, right: torch.Tensor | None = None) -> torch.Tensor:
+    """``rows^T right`` (default ``rows^T rows``), known to be symmetric, as a new matrix."""
+    d = rows.shape[1]
+    acc = torch.empty(d, d, dtype=rows.dtype, device=rows.device)
+    _add_gram(acc, rows, 1.0, first=True, right=right)
+    return _mirror(acc)
 
 
 class _InputRecorder:
@@ -230,26 +428,25 @@ class _InputRecorder:
             handle.remove()
 
 
-def _rows(layer: Layer, h: torch.Tensor, grad: torch.Tensor, classes: int
+def _rows(layer: Layer, h: torch.Tensor, grad: torch.Tensor, g: torch.Tensor
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of H, of the Jacobians, of g, and the per-sample Jacobian sums (C, B, d) of one
-    layer from its input ``h`` and the batched gradient ``grad`` (C+1, B, ...)."""
+    layer from its input ``h``, the batched Jacobian ``grad`` (C, B, ...) and ``g`` (B, ...)."""
     b = h.shape[0]
     if isinstance(layer, nn.Conv2d):
         patches = F.unfold(h.detach(), layer.kernel_size, layer.dilation, layer.padding,
                            layer.stride)  # (B, d_in, L)
         rows_h = patches.transpose(1, 2).reshape(-1, patches.shape[1])
-        grad = grad.flatten(3).transpose(2, 3)  # (C+1, B, L, out)
-        per_sample = grad[:classes].mean(2) * grad.shape[2] ** 0.5  # sqrt(L) m: L m^T m below
-        return (rows_h, grad[:classes].reshape(-1, grad.shape[-1]),
-                grad[classes].reshape(-1, grad.shape[-1]), per_sample)
-    return (h.detach().reshape(b, -1), grad[:classes].reshape(-1, grad.shape[-1]),
-            grad[classes], grad[:classes])
+        grad = grad.flatten(3).transpose(2, 3)  # (C, B, L, out)
+        per_sample = grad.mean(2) * grad.shape[2] ** 0.5  # sqrt(L) m: L m^T m below
+        return (rows_h, grad.reshape(-1, grad.shape[-1]),
+                g.flatten(2).transpose(1, 2).reshape(-1, grad.shape[-1]), per_sample)
+    return h.detach().reshape(b, -1), grad.reshape(-1, grad.shape[-1]), g, grad
 
 
 def layer_statistics(model: nn.Module, layers: Sequence[Layer | int] | None,
                      inputs: torch.Tensor, targets: torch.Tensor,
-                     loss: LossName = "cross_entropy", batch_size: int = 1024,
+                     loss: LossName = "cross_entropy", batch_size: int = 512,
                      device: str | torch.device | None = None) -> list[LayerStats]:
     """H, G, M and AGOP of each layer in ``layers`` over all ``inputs``.
 
@@ -265,7 +462,7 @@ def layer_statistics(model: nn.Module, layers: Sequence[Layer | int] | None,
     loss : {"cross_entropy", "mse"}
         Per-sample loss whose negative input-gradient is ``g``.
     batch_size : int
-        Samples per pass (memory: about ``(C + 1) * batch_size * sum(d_in)`` floats).
+        Samples per pass (memory: about ``C * batch_size * sum(d_in)`` floats).
     device : str or torch.device, optional
         Where to compute (default: the model's device).
 
@@ -300,13 +497,14 @@ def layer_statistics(model: nn.Module, layers: Sequence[Layer | int] | None,
             detached = logits.detach().requires_grad_(True)
             (dloss,) = torch.autograd.grad(per_sample_loss(loss, detached, y).sum(), detached)
             classes = logits.shape[1]
-            # directions 0..C-1 give J_c = df_c/dh; direction C, -dl/df, gives g = -dl/dh
-            directions = torch.cat([
-                torch.eye(classes, dtype=dtype, device=device)[:, None, :].expand(-1, len(x), -1),
-                -dloss[None]])
-            grads = torch.autograd.grad(logits, wrt, directions, is_grads_batched=True)
-            for i, (h, grad) in enumerate(zip(hs, grads, strict=True)):  # grad: (C+1, B, d)
-                h, jac, g, per_sample = _rows(modules[i], h, grad, classes)
+            # direction c gives J_c = df_c/dh of every sample
+            directions = torch.eye(classes, dtype=dtype, device=device)[:, None, :]
+            grads = torch.autograd.grad(logits, wrt, directions.expand(-1, len(x), -1),
+                                        is_grads_batched=True)
+            for i, (h, grad) in enumerate(zip(hs, grads, strict=True)):  # grad: (C, B, ...)
+                # g = -dl/dh = sum_c (-dl/df_c) J_c, per sample
+                g = torch.einsum("bc,cb...->b...", -dloss, grad)
+                h, jac, g, per_sample = _rows(modules[i], h, grad, g)
                 batch_mean = per_sample.sum(1) / n
                 if start == 0:
                     sums["jac_mean"].append(batch_mean)
@@ -325,10 +523,12 @@ def layer_statistics(model: nn.Module, layers: Sequence[Layer | int] | None,
     for i, m in enumerate(modules):
         stats = {k: _mirror(sums[k][i]) for k in ("H", "G", "agop")}
         stats["jac_mean"] = sums["jac_mean"][i]
+        z = None
         if zspace[i]:
             w = m.weight.detach().flatten(1)
-            stats.update(G=w.T @ stats["G"] @ w, agop=w.T @ stats["agop"] @ w,
+            z = ZSpace(w.cpu(), stats["agop"].cpu(), stats["jac_mean"].cpu())
+            stats.update(G=_gram(w, stats["G"] @ w), agop=_gram(w, stats["agop"] @ w),
                          jac_mean=stats["jac_mean"] @ w)
         results.append(LayerStats(**{k: v.cpu() for k, v in stats.items()},
-                                  M=nfm(m.weight).cpu(), n_samples=n))
+                                  M=nfm(m.weight).cpu(), n_samples=n, z=z))
     return results

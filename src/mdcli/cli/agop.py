@@ -88,7 +88,7 @@ def agop(
         "--remove-init/--keep-init", help="NFM of W - W(epoch 0) instead of W.",
         show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", help="Samples per batched pass (default 1024).",
+        "--batch-size", help="Samples per batched pass (default 512).",
         show_default=False)] = None,
     metric: Annotated[str | None, typer.Option(
         "--metric", metavar="cosine|pearson_sqrt",
