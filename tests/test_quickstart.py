@@ -28,6 +28,7 @@ def _worst(grades: list[str]) -> str:
     return min(grades, key=ORDER.index)
 
 
+@pytest.mark.timeout(1800)  # about 8 min on an idle 2-core CPU; CI machines may be shared
 def test_quickstart_runs_the_chain_then_reuses_every_step(run_cli, tmp_path):
     first = run_cli("quickstart", "--work-dir", tmp_path, "--device", "cpu")
     assert first.code == 0, first.err
