@@ -32,7 +32,8 @@ with ``df_c/dp_l = W^T df_c/dz_l`` (always taken in z space). The centred AGOP s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -93,15 +94,23 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return cosine(a - a.mean(), b - b.mean())
 
 
-def _eigh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.linalg.eigh`` on one thread: on CPU, torch's multi-threaded ``eigh`` of a few
-    hundred rows is 2-100x slower than the single-threaded one (worst on a busy machine)."""
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside: the similarities are float64 ``eigh``, Cholesky and
+    many small, memory-bound operations, which on CPU run 2-40x slower multi-threaded when
+    another job keeps a core busy (each OpenMP region waits on a descheduled thread; torch's
+    multi-threaded ``eigh`` of a few hundred rows is slower even on an idle machine)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return torch.linalg.eigh(a)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _eigh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with one_thread():
+        return torch.linalg.eigh(a)
 
 
 def sqrt_psd(a: torch.Tensor) -> torch.Tensor:
@@ -266,6 +275,11 @@ def layer_similarities(stats: LayerStats) -> dict[str, float]:
     Where the AGOP was taken in z space of a narrowing layer (``stats.z``, ``d_out < d_in``),
     the square roots' moments come from :func:`sqrt_moments` (``d_out``-sized ``eigh``, never
     a ``d_in``-sized square root); elsewhere from :func:`sqrt_psd`."""
+    with one_thread():
+        return _layer_similarities(stats)
+
+
+def _layer_similarities(stats: LayerStats) -> dict[str, float]:
     mats: dict[str, Rows] = {"agop": stats.agop, "cagop": stats.agop, "G": stats.G,
                              "H": stats.H, "M": stats.M}
     if stats.jac_mean is not None:
@@ -316,6 +330,11 @@ def init_baseline(weight: torch.Tensor, init: torch.Tensor) -> float:
 
     In float64, and for ``d_out < d_in`` from ``d_out``-sized products only: with
     ``A = X^T X`` and ``B = Y^T Y``, ``<A, B>_F = |X Y^T|_F^2`` and ``sum(A) = |X 1|^2``."""
+    with one_thread():
+        return _init_baseline(weight, init)
+
+
+def _init_baseline(weight: torch.Tensor, init: torch.Tensor) -> float:
     w0 = init.detach().to(weight.device).flatten(1).double()
     d = weight.detach().flatten(1).double() - w0
     if d.shape[0] >= d.shape[1]:
