@@ -149,21 +149,20 @@ def sample_skill(frames: torch.Tensor, held: HeldOut, pool: int) -> dict[str, fl
     track; equal to ``track_error_px`` for one member)."""
     members = frames.float().cpu()
     members = members if members.dim() == 5 else members[None]
+    m, n = members.shape[:2]
     truth = summaries_of(held.target, held.pixel_km)
+    got = {k: v.reshape(m, n, *v.shape[1:])  # every member's frames in one batched pass
+           for k, v in summaries_of(members.flatten(0, 1), held.pixel_km).items()}
     true_centre = true_centers(held).numpy()
-    got = [summaries_of(m, held.pixel_km) for m in members]  # a few members, each batched
-    centres = np.stack([g["center"] for g in got])  # [M, N, P, 2]
     result: dict[str, Any] = {
         "pixel_mse": float((members - held.target).double().pow(2).mean()),
         "pooled_mse": float((pooled(members, pool) - pooled(held.target, pool)
                              ).double().pow(2).mean()),
-        "track_error_px": float(np.linalg.norm(centres - true_centre, axis=-1).mean()),
-        "track_error_ensemble_px": float(np.linalg.norm(centres.mean(0) - true_centre,
+        "track_error_px": float(np.linalg.norm(got["center"] - true_centre, axis=-1).mean()),
+        "track_error_ensemble_px": float(np.linalg.norm(got["center"].mean(0) - true_centre,
                                                         axis=-1).mean()),
-        "coldness_error_k": float(np.mean([np.abs(g["coldness"] - truth["coldness"]).mean()
-                                           for g in got])),
-        "cloudy_area_error": float(np.mean([np.abs(g["cloudy_area"] - truth["cloudy_area"]
-                                                   ).mean() for g in got])),
+        "coldness_error_k": float(np.abs(got["coldness"] - truth["coldness"]).mean()),
+        "cloudy_area_error": float(np.abs(got["cloudy_area"] - truth["cloudy_area"]).mean()),
     }
     if held.pixel_km is not None:
         result["track_error_km"] = result["track_error_px"] * held.pixel_km
