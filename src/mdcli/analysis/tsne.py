@@ -8,9 +8,10 @@ perplexity-based nearest neighbours (exact for up to
 principal components (``init="pca"``) and is optimised with FFT-interpolated gradients
 (openTSNE's grid: one interval per unit of the embedding; a grid twice as coarse ran 1.3 x
 faster but kept 0.88 x the 10-NN relations on 20,000 points) from ``FFT_MIN_SAMPLES`` points
-on, Barnes-Hut below that (faster for small sets) and for 3 components (which the FFT scheme does not support). Up to ``MAX_THREADS``
-cores are used from ``PARALLEL_MIN_SAMPLES`` points on, one below (small problems lose more to
-thread synchronisation, badly so on a busy machine, than they gain).
+on, Barnes-Hut below that (faster for small sets) and for 3 components (which the FFT scheme
+does not support). Up to ``MAX_THREADS`` cores are used from ``PARALLEL_MIN_SAMPLES`` points on,
+one below (small problems lose more to thread synchronisation, badly so on a busy machine,
+than they gain).
 
 ``n_iter`` counts *all* gradient steps, as scikit-learn's ``TSNE`` (and so MMPretrain) did: the
 first ``EARLY_EXAGGERATION_ITER`` steps are the early-exaggeration phase, the rest the normal
