@@ -334,6 +334,29 @@ def test_information_budget_shares(tiny):
                                                                        rel=0.1)
 
 
+def test_budget_by_variable_matches_the_forked_frames(tmp_path):
+    """Each variable's budget share is its forked frame change, computed the other way: the
+    frames of :func:`forked_response` with the same partners, over the budget's V_all."""
+    cfg = small_cfg(n_storms=4, frames=5)
+    path = write_synth_tc(cfg, tmp_path / "tc.h5")
+    with h5py.File(path) as h5:
+        budget = json.loads(h5.attrs["information_budget"])["pixel"]
+    forked = forked_response(cfg, (np.arange(4) + 1) % 4, frames=True)
+    base = forked["base"]["ir"].astype(np.float64)
+    for v in VARS:
+        change = np.mean((base - forked["swap"][v]["ir"]) ** 2) / 2
+        # shares are rounded to 4 decimals, V_all to 4 significant digits
+        assert budget["era5_by_variable"][v] == pytest.approx(
+            change / budget["variance"]["all"], rel=1e-3, abs=6e-5), v
+
+
+def test_budget_by_variable_ranks_the_tiny_drivers(tiny):
+    """On the tiny set Z (steering) moves frame t+1 most; SST's imprint is small."""
+    share = json.loads(tiny["attrs"]["information_budget"])["pixel"]["era5_by_variable"]
+    assert max(share, key=share.get) == "z" and share["z"] > 5 * share["sst"] > 0
+    assert sum(share.values()) < 1.2
+
+
 def test_budget_shares_and_links_vanish_without_their_source(tmp_path):
     off = {"physics.texture_amplitude": 0, "physics.steering": 0, "physics.sst_coupling": 0,
            "physics.msl_coupling": 0, "physics.humidity_coupling": 0,

@@ -597,7 +597,7 @@ class _Budget:
     (Jansen's total-effect estimator); ``all`` redraws every source at once.
     """
 
-    FORKS = (*BUDGET_SOURCES, "all", "era5_news")
+    FORKS = (*BUDGET_SOURCES, "all", "era5_news", *(f"era5_{v}" for v in VARIABLES))
 
     def __init__(self, cfg: SynthTCConfig) -> None:
         self.rng = np.random.default_rng([cfg.seed, 1])  # apart from the simulation's stream
@@ -627,6 +627,8 @@ class _Budget:
             "all": (swapped, dataclasses.replace(innov, texture=alt.texture, **dynamics),
                     alt_noise),
         }
+        forks.update({f"era5_{v}": ({**now.features, v: swapped[v]}, innov, noise)
+                      for v in VARIABLES})
         if before is not None:  # the storm's own fields one step earlier
             forks["era5_news"] = (sim.features(before.drivers, centre), innov, noise)
         f = normalised_ir(base).astype(np.float64)
@@ -652,6 +654,7 @@ class _Budget:
                 "interaction": round(1.0 - sum(share.values()), 4),
                 "era5_news_share": round(v["era5_news"] / total, 4) if "era5_news" in v
                 else None,
+                "era5_by_variable": {x: round(v[f"era5_{x}"] / total, 4) for x in VARIABLES},
                 "variance": {k: _sig(v[k]) for k in (*BUDGET_SOURCES, "all")},
                 "frame_variance": _sig(frame_variance),
                 "state_share": round(1.0 - v["all"] / max(frame_variance, 1e-30), 4),
@@ -670,7 +673,9 @@ BUDGET_MEANING = (
     "forecaster that knows the state at t but none of the sources cannot remove); "
     "interaction = 1 - sum of the shares. era5_news_share: V_c with the storm's own fields "
     "one step earlier instead of the partner's (what ERA5 at t adds beyond ERA5 at t-1) over "
-    "V_all. frame_variance: variance of frame t+1 over storms and steps, averaged over "
+    "V_all. era5_by_variable: V_c with only that variable read from the partner's fields "
+    "(the others kept) over V_all, the ceiling of what a forecaster gains from it. "
+    "frame_variance: variance of frame t+1 over storms and steps, averaged over "
     "pixels; state_share = 1 - V_all / frame_variance, what the state at t fixes. "
     "persistence_mse: mean squared difference of frames t+1 and t.")
 BUDGET_SOURCE_TEXT = {
