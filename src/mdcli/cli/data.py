@@ -42,7 +42,8 @@ def synth_tc(
 ) -> None:
     """Write a synthetic tropical-cyclone dataset (IR frames, ERA5-like SST/MSL/Z/R, metadata).
 
-    Options override the config (default: built-in values, the same as data/tc_tiny).
+    Options override the config (default: built-in values; data/tc_tiny differs only in
+    physics.field_persistence, 0.9 against 0.7).
     """
     from mdcli.data.synth_tc import SynthTCConfig, check_config, check_output, write_synth_tc
 
