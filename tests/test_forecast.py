@@ -62,6 +62,15 @@ def test_other_storm_era5_is_another_storms_field_at_the_same_time(tc_file, wind
             np.testing.assert_array_equal(held.era5_other[i, 2].numpy(), want)
             own = z[int(held.storm[i]), t - 2:t]
             np.testing.assert_array_equal(held.era5[i, 2].numpy(), own)
+    # the response's swap: the same partner's environment, this storm's own low
+    from mdcli.data.synth_tc import environment_swapped_era5, synth_config
+
+    times = held.time.numpy()[:, None] + np.array([-2, -1])
+    want = environment_swapped_era5(synth_config(windows.attrs), held.storm.numpy(),
+                                    held.partner.numpy(), times)
+    np.testing.assert_array_equal(held.era5_swap.numpy(), want)
+    np.testing.assert_array_equal(held.era5_swap[:, 0], held.era5_other[:, 0])  # SST: no storm
+    assert (held.era5_swap[:, 1] - held.era5_other[:, 1]).abs().max() > 0.1  # MSL: own low
 
 
 def test_derangement_needs_two_storms_and_has_no_fixed_point():
@@ -265,7 +274,8 @@ def test_response_is_the_analytic_shift_and_zero_for_a_network_that_ignores_era5
     sampling = SamplingConfig(method="ddim", steps=3)
     cpu = torch.device("cpu")
     got = teacher_responses(Forecaster(_ShiftByZ()), held, objective, sampling, cpu, [5, 6])
-    want = 4.0 * (held.era5_other[:, 2] - held.era5[:, 2]).mean(dim=(1, 2, 3)).numpy()
+    assert held.era5_swap is not None  # synthetic: the other storm's environment is swapped
+    want = 4.0 * (held.era5_swap[:, 2] - held.era5[:, 2]).mean(dim=(1, 2, 3)).numpy()
     np.testing.assert_allclose(got["z"]["center"][:, 1], want, atol=0.05)
     np.testing.assert_allclose(got["z"]["center"][:, 0], 0.0, atol=0.05)
     assert np.abs(got["sst"]["center"]).max() == 0.0  # other swaps leave Z and the noise alone

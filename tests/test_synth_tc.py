@@ -16,6 +16,7 @@ from mdcli.config import load_config
 from mdcli.data.synth_tc import (
     SynthTCConfig,
     category,
+    environment_swapped_era5,
     forked_response,
     generate_from_config,
     pressure_deficit,
@@ -282,6 +283,16 @@ def test_a_fork_with_its_own_fields_responds_not_at_all():
             assert np.array_equal(forked["swap"][v][key], value), (v, key)
 
 
+def own_low_z(h5: h5py.File) -> np.ndarray:
+    """``[S, T, H, W]`` the storm's own 500 hPa low (m), from its documented shape: a
+    Gaussian of radius 3 rmax, 0.3 m deep per hPa of central pressure deficit."""
+    centre, rmax = h5["meta/center"][()], h5["meta/rmax"][()]
+    deficit = pressure_deficit(h5["meta/intensity"][()].astype(np.float64))
+    rows, cols = np.mgrid[0:h5["ir"].shape[-2], 0:h5["ir"].shape[-1]]
+    dist2 = (rows - centre[..., 0, None, None]) ** 2 + (cols - centre[..., 1, None, None]) ** 2
+    return -0.3 * deficit[..., None, None] * np.exp(-dist2 / (3.0 * rmax[..., None, None]) ** 2)
+
+
 def test_z_swap_moves_the_storm_by_the_steering_formula(tmp_path):
     cfg = small_cfg(n_storms=6, frames=6, seed=1)
     path = write_synth_tc(cfg, tmp_path / "tc.h5")
@@ -289,14 +300,17 @@ def test_z_swap_moves_the_storm_by_the_steering_formula(tmp_path):
         attrs = h5["era5/z"].attrs
         z = h5["era5/z"][()] * attrs["scale"] + attrs["offset"]  # m, as a model sees it
         centre = h5["meta/center"][()]
+        low = own_low_z(h5)
     partner = np.array([3, 0, 5, 1, 2, 4])
     forked = forked_response(cfg, partner)
     moved = forked["swap"]["z"]["true_center"] - forked["base"]["true_center"]  # [S, T-1, 2]
     # independently: the Gaussian-weighted (sigma 0.1 domain) Z gradient (m per pixel) at the
-    # storm's centre, of its own field and of the partner's at the same time
+    # storm's centre, of its own field and of the partner's environment (the partner's field
+    # less the partner's low) with the storm's own low, at the same time
     grads = np.gradient(z, axis=(2, 3))
+    swapped = np.gradient(z[partner] - low[partner] + low, axis=(2, 3))
     own = np.stack([weighted_mean(g, centre, 0.1 * 32) for g in grads], axis=-1)
-    theirs = np.stack([weighted_mean(g[partner], centre, 0.1 * 32) for g in grads], axis=-1)
+    theirs = np.stack([weighted_mean(g, centre, 0.1 * 32) for g in swapped], axis=-1)
     pixel_m = 2500e3 / 32
     k = cfg.physics.steering * GRAVITY / CORIOLIS * cfg.dt_hours * 3600 / pixel_m ** 2
     d = (theirs - own)[:, :-1]
@@ -306,6 +320,33 @@ def test_z_swap_moves_the_storm_by_the_steering_formula(tmp_path):
     inside = np.all((ends > lo + 1e-6) & (ends < hi - 1e-6), axis=(0, 3))
     assert inside.mean() > 0.8 and np.abs(expected[inside]).max() > 0.5
     assert np.allclose(moved[inside], expected[inside], atol=1e-3)
+
+
+def test_environment_swap_keeps_the_storm_and_takes_the_partners_environment(tmp_path):
+    cfg = small_cfg(n_storms=6, frames=6, seed=1)
+    path = write_synth_tc(cfg, tmp_path / "tc.h5")
+    with h5py.File(path) as h5:
+        era5 = np.stack([h5[f"era5/{v}"][()] for v in VARS], axis=1)  # [S, 4, T, H, W]
+        attrs = h5["era5/z"].attrs
+        low = own_low_z(h5) / attrs["scale"]  # normalised
+    storm = np.array([0, 0, 2, 5, 4])
+    times = np.array([[0, 1], [3, 4], [1, 2], [4, 5], [2, 3]])
+    picked = era5[storm[:, None], :, times].transpose(0, 2, 1, 3, 4)  # [N, 4, E, H, W]
+    same = environment_swapped_era5(cfg, storm, storm, times)
+    np.testing.assert_array_equal(same, picked)  # its own environment: the file's fields
+    partner = np.array([3, 1, 0, 2, 4])
+    got = environment_swapped_era5(cfg, storm, partner, times)
+    theirs = era5[partner[:, None], :, times].transpose(0, 2, 1, 3, 4)
+    np.testing.assert_array_equal(got[:, 0], theirs[:, 0])  # SST has no storm part
+    want_z = (theirs[:, 2] - low[partner[:, None], times] + low[storm[:, None], times])
+    np.testing.assert_allclose(got[:, 2], want_z, atol=1e-4)
+    assert np.abs(theirs[:, 2] - want_z).max() > 0.1  # the partner's low is not kept
+    for bad, match in (((storm, partner, times + 1), "times must lie in 0..5"),
+                       ((storm + 0.5, partner, times), "storm must be a 1-d integer"),
+                       ((storm[:, None], partner, times), "storm must be a 1-d integer"),
+                       ((storm, partner[:3], times), "same length")):
+        with pytest.raises(InputError, match=match):
+            environment_swapped_era5(cfg, *bad)
 
 
 def test_bad_partner_is_an_input_error():

@@ -18,16 +18,18 @@ time t drive frame t+1 (the *causal links*):
 Steering, intensity trends and the band extent persist from step to step, so past frames show
 part of this information. The random numbers of a step are drawn apart from applying them
 (``_Simulation.step(features, innovations)``), so a step can be *forked* with common random
-numbers: :func:`forked_response` re-runs a file's simulation and swaps one variable's field for
-another storm's at every step. The file records the true links (``causal_links``, with the
-forecast-summary links ``summary_links``) and what each source of randomness contributes to
-frame t+1 (``information_budget``). The layout is documented in ``docs/data.md``.
+numbers: :func:`forked_response` re-runs a file's simulation and swaps one variable's
+environment for another storm's at every step (the storm's own part kept). The file records
+the true links (``causal_links``, with the forecast-summary links ``summary_links``) and what
+each source of randomness contributes to frame t+1 (``information_budget``). The layout is
+documented in ``docs/data.md``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -38,7 +40,7 @@ import h5py
 import numpy as np
 
 from mdcli import __version__
-from mdcli.config import load_config, param, to_dict
+from mdcli.config import from_dict, load_config, param, to_dict
 from mdcli.data.layout import (
     IR_REFERENCE_K,
     IR_SCALE_K,
@@ -335,19 +337,43 @@ def _storm_fields(storms: _Storms, r: np.ndarray) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- simulation
+def _compose(env: dict[str, np.ndarray], own: dict[str, np.ndarray]
+             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(fields, drivers)`` of an environment ``env`` with a storm's own parts ``own``: the
+    ERA5 fields as stored (storm included) and the field each feature reads (MSL: the
+    environment's)."""
+    fields = {"sst": env["sst"], "msl": env["msl"] + own["msl"], "z": env["z"] + own["z"],
+              "r": np.clip(env["r"] + own["r"], 5.0, 100.0)}
+    return fields, {**fields, "msl": env["msl"]}
+
+
 @dataclass
 class _Now:
     """One time step as observed: the IR frame, the ERA5 fields and what drives the next."""
 
     tb: np.ndarray                  # [S, H, W] brightness temperature, K
-    fields: dict[str, np.ndarray]   # physical ERA5 fields as stored (storm included)
-    drivers: dict[str, np.ndarray]  # the field each feature reads (MSL: the environment's)
+    env: dict[str, np.ndarray]      # physical ERA5 fields without the storm
+    own: dict[str, np.ndarray]      # the storm's own parts of MSL, Z and R
     features: dict[str, np.ndarray]  # [S] (z: [S, 2]) what drives step t -> t+1
+
+    @functools.cached_property
+    def fields(self) -> dict[str, np.ndarray]:
+        return _compose(self.env, self.own)[0]
+
+    @functools.cached_property
+    def drivers(self) -> dict[str, np.ndarray]:
+        return _compose(self.env, self.own)[1]
+
+    def environment_swap(self, partner: np.ndarray
+                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``(fields, drivers)`` with storm ``partner[s]``'s environment at the same time and
+        storm s's own parts: the intervention on ERA5 that keeps the storm as it is."""
+        return _compose({v: f[partner] for v, f in self.env.items()}, self.own)
 
     def subset(self, rows: np.ndarray) -> _Now:
         def take(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return {k: v[rows] for k, v in d.items()}
-        return _Now(self.tb[rows], take(self.fields), take(self.drivers), take(self.features))
+        return _Now(self.tb[rows], take(self.env), take(self.own), take(self.features))
 
 
 class _Simulation:
@@ -396,13 +422,9 @@ class _Simulation:
         st = self.storms
         env = self.environment()
         r, theta = _polar(self.grid, st.centre)
-        own = _storm_fields(st, r)
-        fields = {"sst": env["sst"], "msl": env["msl"] + own["msl"], "z": env["z"] + own["z"],
-                  "r": np.clip(env["r"] + own["r"], 5.0, 100.0)}
-        drivers = {"sst": fields["sst"], "msl": env["msl"], "z": fields["z"], "r": fields["r"]}
-        return _Now(tb=self.render(st, self.texture, noise, (r, theta)), fields=fields,
-                    drivers=drivers,
-                    features=self.features(drivers, st.centre))
+        own = {"sst": np.zeros_like(env["sst"]), **_storm_fields(st, r)}
+        return _Now(tb=self.render(st, self.texture, noise, (r, theta)), env=env, own=own,
+                    features=self.features(_compose(env, own)[1], st.centre))
 
     def features(self, drivers: dict[str, np.ndarray], centre: np.ndarray
                  ) -> dict[str, np.ndarray]:
@@ -508,10 +530,12 @@ def _timeline(cfg: SynthTCConfig
 def _swap_forks(sim: _Simulation, now: _Now, innov: _Innovations, noise: np.ndarray,
                 partner: np.ndarray) -> dict[str, tuple[_Storms, np.ndarray]]:
     """The true next step (``base``) and, per variable, the step whose feature reads storm
-    ``partner[s]``'s field at the same time, with the same innovations and noise."""
+    ``partner[s]``'s environment at the same time (the storm's own part kept), with the same
+    innovations and noise."""
     forks = {"base": sim.fork(now.features, innov, noise)}
+    drivers = now.environment_swap(partner)[1]
     for v in VARIABLES:
-        swapped = sim.feature(v, now.drivers[v][partner], sim.storms.centre)
+        swapped = sim.feature(v, drivers[v], sim.storms.centre)
         forks[v] = sim.fork({**now.features, v: swapped}, innov, noise)
     return forks
 
@@ -548,11 +572,11 @@ def forked_response(cfg: SynthTCConfig, partner: np.ndarray, frames: bool = Fals
 
     Re-runs the simulation of ``cfg`` (the same seed reproduces the file's frames exactly).
     At every step t < frames-1 the true step (``base``) and, per variable v, a fork in which
-    the feature of v that drives t -> t+1 reads storm ``partner[s]``'s field at time t (the
-    full field as stored, i.e. as a model sees it; for MSL, whose feature is the
-    *environmental* anomaly, the partner's field minus the partner's own storm low, i.e. the
-    partner's environment), every other feature, the random innovations, the cloud texture
-    and the instrument noise kept. ``partner = arange(S)`` gives zero response exactly.
+    the feature of v that drives t -> t+1 reads storm ``partner[s]``'s *environment* of v at
+    time t with storm s's own part (its low in MSL and Z, its moisture in R) kept, as
+    :func:`environment_swapped_era5` gives a model; every other feature, the random
+    innovations, the cloud texture and the instrument noise kept. ``partner = arange(S)``
+    gives zero response exactly.
 
     Returns ``{"base": rec, "swap": {v: rec}, "partner": [S], "pixel_km": float}``; each
     ``rec`` holds, for frame t+1 (axis 1 = t), the :func:`~mdcli.forecast.storms.storm_summaries`
@@ -576,6 +600,53 @@ def forked_response(cfg: SynthTCConfig, partner: np.ndarray, frames: bool = Fals
             "partner": partner, "pixel_km": pixel_km}
 
 
+def synth_config(attrs) -> SynthTCConfig:
+    """The generator config recorded in a synth-tc file's root attributes."""
+    return from_dict(SynthTCConfig, json.loads(attrs["config"]), "synth-tc config")
+
+def _indices(name: str, values: np.ndarray, ndim: int, bound: int) -> np.ndarray:
+    """``values`` as an int64 array of ``ndim`` dimensions with entries in ``0..bound-1``."""
+    a = np.asarray(values)
+    if a.ndim != ndim or a.dtype.kind not in "iu":
+        raise InputError(f"environment swap: {name} must be a {ndim}-d integer array, got "
+                         f"shape {a.shape} dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= bound):
+        raise InputError(f"environment swap: {name} must lie in 0..{bound - 1}, got "
+                         f"{a.min()}..{a.max()}")
+    return a.astype(np.int64)
+
+def environment_swapped_era5(cfg: SynthTCConfig, storm: np.ndarray, partner: np.ndarray,
+                             times: np.ndarray) -> np.ndarray:
+    """``[N, 4, E, H, W]`` normalised ERA5 as stored, but with each variable's environment
+    from storm ``partner[i]`` and the storm's own part (its low in MSL and Z, its moisture in
+    R) from storm ``storm[i]``, at the frame indices ``times [N, E]`` (float32).
+
+    Re-runs the simulation of ``cfg``. This is the swap of :func:`forked_response`, as a model
+    sees it: the field stays consistent with the storm in the frames, where swapping the
+    whole field would also hand the model the other storm's low, at that storm's position
+    and depth.
+    """
+    check_config(cfg)
+    storm = _indices("storm", storm, 1, cfg.n_storms)
+    partner = _indices("partner", partner, 1, cfg.n_storms)
+    times = _indices("times", times, 2, cfg.frames)
+    n = len(storm)
+    if len(partner) != n or len(times) != n:
+        raise InputError(f"environment swap: storm, partner and times must have the same "
+                         f"length N, got {n}, {len(partner)} and {len(times)}")
+    out = np.zeros((n, len(VARIABLES), times.shape[1], cfg.size, cfg.size), np.float32)
+    for t, (_, now, _, _) in enumerate(_timeline(cfg)):
+        rows, steps = np.nonzero(times == t)
+        if not len(rows):
+            continue
+        fields = _compose({v: f[partner[rows]] for v, f in now.env.items()},
+                          {v: f[storm[rows]] for v, f in now.own.items()})[0]
+        for i, v in enumerate(VARIABLES):
+            norm = NORMALISATION[v]
+            out[rows, i, steps] = (fields[v] - norm["offset"]) / norm["scale"]
+    return out
+
+
 def _pool(x: np.ndarray, k: int) -> np.ndarray:
     """``[S, H, W]`` averaged over ``k x k`` blocks."""
     s, h, w = x.shape
@@ -592,7 +663,8 @@ class _Budget:
 
     For a source c, ``V_c = E[(F - F_c)^2] / 2`` over storms, steps and pixels, where F is the
     normalised true frame t+1 and F_c the same frame forked at t with only c drawn afresh
-    (ERA5: every feature read from the partner storm's fields at the same time). ``V_c`` is
+    (ERA5: every feature read from the partner storm's environment at the same time, the
+    storm's own part kept). ``V_c`` is
     the variance of frame t+1 that c explains given the state at t and the other sources
     (Jansen's total-effect estimator); ``all`` redraws every source at once.
     """
@@ -618,7 +690,7 @@ class _Budget:
         observation at t-1 (None at t = 0)."""
         alt, alt_noise = sim.draw_innovations(self.rng), sim.draw_noise(self.rng)
         centre = sim.storms.centre
-        swapped = sim.features({v: now.drivers[v][partner] for v in VARIABLES}, centre)
+        swapped = sim.features(now.environment_swap(partner)[1], centre)
         dynamics = {"intensity": alt.intensity, "motion": alt.motion, "extent": alt.extent}
         forks = {
             "texture": (now.features, dataclasses.replace(innov, texture=alt.texture), noise),
@@ -673,8 +745,8 @@ BUDGET_MEANING = (
     "forecaster that knows the state at t but none of the sources cannot remove); "
     "interaction = 1 - sum of the shares. era5_news_share: V_c with the storm's own fields "
     "one step earlier instead of the partner's (what ERA5 at t adds beyond ERA5 at t-1) over "
-    "V_all. era5_by_variable: V_c with only that variable read from the partner's fields "
-    "(the others kept) over V_all, the ceiling of what a forecaster gains from it. "
+    "V_all. era5_by_variable: V_c with only that variable read from the partner's "
+    "environment (the others kept) over V_all, the ceiling of what a forecaster gains from it. "
     "frame_variance: variance of frame t+1 over storms and steps, averaged over "
     "pixels; state_share = 1 - V_all / frame_variance, what the state at t fixes. "
     "persistence_mse: mean squared difference of frames t+1 and t.")
@@ -682,7 +754,8 @@ BUDGET_SOURCE_TEXT = {
     "texture": "the step's cloud-texture innovation (physics.texture_persistence, "
                "texture_amplitude)",
     "dynamics": "the step's intensity, motion and rain-band extent noise",
-    "era5": "all four ERA5 variables read from the partner storm's fields at the same time",
+    "era5": "all four ERA5 variables read from the partner storm's environment at the same "
+            "time (the storm's own part kept)",
     "ir_noise": "the instrument noise of frame t+1 (physics.ir_noise)",
 }
 PARTNER_TEXT = (f"storm (s + 1) mod K at the same time, over the first K = min(S, "
@@ -724,7 +797,7 @@ def _summary_links(cfg: SynthTCConfig, observed: dict[str, np.ndarray],
         "strength": {v: {name: round(_rms(swap[v][key] - base[key]) / scale[name], 4)
                          for name, key in SUMMARY_KEYS.items()} for v in VARIABLES},
         "strength_meaning": "RMS change of the storm summary (mdcli.forecast.storms) of frame "
-                            "t+1 when the variable is swapped for the partner's field in a "
+                            "t+1 when the variable's environment is swapped for the partner's in a "
                             "fork of step t (same innovations and noise), over the RMS "
                             "one-step change of that summary in the true frames (motion: "
                             "centre displacement, both components)",

@@ -3,7 +3,10 @@
 The control "another storm's ERA5" gives window (storm s, time L) the ERA5 of window
 (storm p(s), time L), where p is a fixed derangement of the split's storms (each storm's
 successor in id order, the last one's is the first): every window gets a *different* storm's
-fields at the *same* time index, never its own storm's at another time.
+fields at the *same* time index, never its own storm's at another time. On synthetic data,
+where the generator can split a field into the environment and the storm's own part,
+``era5_swap`` holds the partner's environment with the window's own storm (the intervention
+of the response estimator, :mod:`mdcli.forecast.response`).
 """
 
 from __future__ import annotations
@@ -13,19 +16,22 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mdcli.data.synth_tc import environment_swapped_era5, synth_config
 from mdcli.errors import InputError
 
 
 @dataclass
 class HeldOut:
     """``N`` windows: ``cond [N,K,H,W]``, ``era5 [N,4,E,H,W]``, ``era5_other`` (another
-    storm's at the same time), ``target [N,P,H,W]``, true ``center [N,P,2]`` (row, col
-    pixels; None for real data), ``storm``/``partner``/``time`` ``[N]`` (``time``: index of
-    the first target frame) and the pixel size ``pixel_km``."""
+    storm's at the same time), ``era5_swap`` (synthetic data only: the other storm's
+    environment with the window's own storm part), ``target [N,P,H,W]``, true
+    ``center [N,P,2]`` (row, col pixels; None for real data), ``storm``/``partner``/``time``
+    ``[N]`` (``time``: index of the first target frame) and the pixel size ``pixel_km``."""
 
     cond: torch.Tensor
     era5: torch.Tensor
     era5_other: torch.Tensor | None
+    era5_swap: torch.Tensor | None
     target: torch.Tensor
     center: torch.Tensor | None
     storm: torch.Tensor
@@ -87,6 +93,10 @@ def load_heldout(data, max_samples: int | None = None, controls: bool = True) ->
 
     attrs = data.attrs
     synthetic = "causal_links" in attrs
+    swap = None
+    if other_rows is not None and synthetic and "config" in attrs:
+        swap = environment_swapped_era5(synth_config(attrs), storm, data.storm_id[other_rows],
+                                        fields)
     pixel_km = (float(attrs["domain_km"]) / float(attrs["size"])
                 if "domain_km" in attrs and "size" in attrs else None)
 
@@ -95,6 +105,7 @@ def load_heldout(data, max_samples: int | None = None, controls: bool = True) ->
 
     return HeldOut(cond=stack(data.ir[rows[:, None], past]), era5=stack(era5_of(rows)),
                    era5_other=None if other_rows is None else stack(era5_of(other_rows)),
+                   era5_swap=None if swap is None else stack(swap),
                    target=stack(data.ir[rows[:, None], ahead]),
                    center=stack(data.center[rows[:, None], ahead]) if synthetic else None,
                    storm=torch.from_numpy(storm.astype(np.int64)),

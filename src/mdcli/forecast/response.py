@@ -2,16 +2,22 @@
 generator's own.
 
 For every held-out window and variable v, the teacher samples the next frame twice from the
-same starting noise: with the window's ERA5, and with variable v's fields taken from another
-storm at the same time (the other-storm control of :mod:`mdcli.forecast.heldout`), every
-other variable kept; this is repeated for ``eval.response_draws`` noise draws and averaged.
-The response is the change of the storm summaries of the first predicted frame: centre
-(motion, pixels), cloud-top coldness (K) and cloudy area. Swapping for a real field keeps
-the input on the data manifold, unlike ``do(v = 0)``.
+same starting noise: with the window's ERA5, and with variable v taken from another storm at
+the same time (the partner of the other-storm control of :mod:`mdcli.forecast.heldout`),
+every other variable kept; this is repeated for ``eval.response_draws`` noise draws and
+averaged. The response is the change of the storm summaries of the first predicted frame:
+centre (motion, pixels), cloud-top coldness (K) and cloudy area. Swapping for a real field
+keeps the input on the data manifold, unlike ``do(v = 0)``.
 
-On synthetic data the generator is forked the same way (same state, same innovations, the
-same partner storm's field: :func:`mdcli.data.synth_tc.forked_response`), which gives the
-true response of the same windows. Reported: per variable and summary, the correlation over
+What is swapped: on synthetic data, the other storm's *environment* of v with the window's
+own storm part kept (``HeldOut.era5_swap``), so the field still shows this storm's low where
+the frames show the storm; on real data, which cannot be split so, the other storm's whole
+field, which also carries that storm's own low (at its position and depth) and so reads as a
+different storm position and intensity as well as a different environment.
+
+On synthetic data the generator is forked with the same swap (same state, same innovations,
+the same partner's environment: :func:`mdcli.data.synth_tc.forked_response`), which gives
+the true response of the same windows. Reported: per variable and summary, the correlation over
 windows of the teacher's and the generator's responses; the response strength (RMS response
 over the RMS one-step change of that summary in the true frames); and the AUROC of the
 strengths against the generator's structural links (which variables drive which summary).
@@ -36,9 +42,12 @@ RESPONSE_NAMES = {"center": "motion", "coldness": "coldness", "cloudy_area": "cl
 
 
 def swapped_era5(held: HeldOut, variable: int) -> torch.Tensor:
-    """The windows' ERA5 with ``variable`` taken from the other storm at the same time."""
+    """The windows' ERA5 with ``variable`` from the other storm at the same time: its
+    environment with the window's own storm part where known (synthetic data), else its
+    whole field."""
     era5 = held.era5.clone()
-    era5[:, variable] = held.era5_other[:, variable]
+    source = held.era5_other if held.era5_swap is None else held.era5_swap
+    era5[:, variable] = source[:, variable]
     return era5
 
 
@@ -113,14 +122,11 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 def generator_responses(held: HeldOut, attrs: dict) -> dict[str, dict[str, np.ndarray]] | None:
     """The generator's forked response of the same windows and partner storms, or None when
     the file was not made by ``mdcli data synth-tc``."""
-    import json
-
-    from mdcli.config import from_dict
-    from mdcli.data.synth_tc import SynthTCConfig, forked_response
+    from mdcli.data.synth_tc import forked_response, synth_config
 
     if "config" not in attrs or "causal_links" not in attrs:
         return None
-    cfg = from_dict(SynthTCConfig, json.loads(attrs["config"]), "synth-tc config")
+    cfg = synth_config(attrs)
     partner = np.arange(cfg.n_storms)
     partner[held.storm.numpy()] = held.partner.numpy()
     forked = forked_response(cfg, partner)
@@ -151,6 +157,8 @@ def response_report(responses: dict, held: HeldOut, attrs: dict, causal_links: d
         "strength_meaning": "RMS change of the summary of the first sampled frame when the "
                             "variable is swapped for another storm's at the same time, over "
                             "the RMS one-step change of that summary in the true frames",
+        "swap": ("whole field" if held.era5_swap is None
+                 else "environment, the storm's own part kept"),
         "strongest_driver": {RESPONSE_NAMES[k]: VARIABLES[int(np.argmax(strength[:, j]))]
                              for j, k in enumerate(SUMMARIES)},
         "one_step_scale": {RESPONSE_NAMES[k]: v for k, v in scale.items()},
