@@ -3,6 +3,8 @@ each against an independent calculation."""
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -334,3 +336,57 @@ def test_seeds_report_pairs_each_seeds_student_with_its_own_baseline(tmp_path):
     assert rep["skill"]["student"]["clean_mse_pooled_top"]["mean"] == pytest.approx(2.0)
     assert rep["era5_value"]["other_storm"]["clean_mse_pooled_top"]["mean"] == pytest.approx(0.1)
     assert rep["response_auroc"]["mean"] == pytest.approx(0.6)
+
+
+class _Blur(torch.nn.Module):
+    """A tiny x0-predicting network with weights: the last condition frame, scaled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.9))
+
+    def forward(self, x, level, cond, era5=None):
+        return (self.scale * cond[:, -1:] + 0.0 * x).expand_as(x)
+
+
+def test_a_second_evaluation_reads_back_the_frames_of_unchanged_models(windows, tmp_path,
+                                                                       monkeypatch):
+    from mdcli.forecast import evaluate as evaluate_module
+    from mdcli.forecast.config import EvalConfig
+    from mdcli.forecast.evaluate import evaluate_forecasts
+
+    held = load_heldout(windows, 12)
+    objective = DDPMObjective(50, prediction="x0")
+    sampling, cpu = SamplingConfig(method="ddim", steps=3), torch.device("cpu")
+    cfg = EvalConfig(noise_levels=2, top_levels=1, members=2)
+    models = {"teacher": Forecaster(_ShiftByZ()), "student": Forecaster(_Blur(), None)}
+    first = evaluate_forecasts(models, held, objective, cfg, sampling, cpu, tmp_path / "a", {},
+                               {})
+    sampled = []
+    real = evaluate_module.sample_forecasts
+    monkeypatch.setattr(evaluate_module, "sample_forecasts",
+                        lambda fresh, *a, **k: sampled.append(list(fresh)) or real(fresh, *a,
+                                                                                    **k))
+    with torch.no_grad():
+        models["student"].net.scale.fill_(0.8)  # changed weights: sampled afresh
+    again = evaluate_forecasts(models, held, objective, cfg, sampling, cpu, tmp_path / "b", {},
+                               {}, reuse=tmp_path / "a" / "eval_samples.h5")
+    assert sampled == [["student"], ["student"]]  # one call per member, the teacher read back
+    assert again["samples"]["teacher"] == first["samples"]["teacher"]
+    assert again["samples"]["student"] != first["samples"]["student"]
+    with h5py.File(tmp_path / "b" / "eval_samples.h5") as h5:
+        prints = json.loads(h5.attrs["fingerprints"])
+        np.testing.assert_array_equal(h5["ensemble/teacher"][()],
+                                      h5py.File(tmp_path / "a" / "eval_samples.h5")
+                                      ["ensemble/teacher"][()])
+    assert set(prints) == {"teacher", "student"}
+    sampled.clear()
+    other = SamplingConfig(method="ddim", steps=4)  # another sampler: nothing is reused
+    evaluate_forecasts(models, held, objective, cfg, other, cpu, tmp_path / "c", {}, {},
+                       reuse=tmp_path / "b" / "eval_samples.h5")
+    assert sampled == [["teacher", "student"]] * 2
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")  # an unreadable file: sampled afresh
+    from mdcli.forecast.samples_file import reusable_ensembles
+
+    assert reusable_ensembles(tmp_path / "bad.h5", prints, 2) == {}
+    assert reusable_ensembles(tmp_path / "b" / "eval_samples.h5", prints, 3) == {}

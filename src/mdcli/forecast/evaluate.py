@@ -13,7 +13,7 @@ from mdcli.forecast.config import EvalConfig, SamplingConfig
 from mdcli.forecast.forecasters import Forecaster
 from mdcli.forecast.heldout import HeldOut
 from mdcli.forecast.response import response_report, teacher_responses
-from mdcli.forecast.samples_file import write_eval_samples
+from mdcli.forecast.samples_file import fingerprint, reusable_ensembles, write_eval_samples
 from mdcli.forecast.sampling import sample_forecasts
 from mdcli.forecast.skill import (
     baseline_skill,
@@ -54,7 +54,7 @@ def era5_value(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]
 def evaluate_forecasts(models: dict[str, Forecaster], held: HeldOut, objective,
                        cfg: EvalConfig, sampling: SamplingConfig, device: torch.device,
                        run_path: Path, attrs: dict, causal_links: dict,
-                       respond: bool = False) -> dict[str, Any]:
+                       respond: bool = False, reuse: Path | None = None) -> dict[str, Any]:
     """Evaluate ``models`` on ``held`` and write ``eval_samples.h5`` and ``figures/`` under
     ``run_path``; ``respond``: also the teacher's response to each ERA5 variable."""
     from mdcli.plots.samples import plot_frames, plot_per_level
@@ -80,14 +80,20 @@ def evaluate_forecasts(models: dict[str, Forecaster], held: HeldOut, objective,
                           "clean_mse_pooled": floor["clean_mse_pooled_top"]})
     if sampling.method != "none":
         seeds = list(range(cfg.seed, cfg.seed + cfg.members))
-        draws = [sample_forecasts(models, held, objective, sampling, device, seed,
-                                  cfg.batch_size) for seed in seeds]
-        ensemble = {name: torch.stack([d[name] for d in draws]) for name in models}
+        prints = {name: fingerprint(m, held, objective, sampling, seeds, cfg.batch_size, device)
+                  for name, m in models.items()}
+        ensemble = reusable_ensembles(reuse, prints, len(seeds)) if reuse else {}
+        fresh = {name: m for name, m in models.items() if name not in ensemble}
+        new = [sample_forecasts(fresh, held, objective, sampling, device, seed,
+                                cfg.batch_size) for seed in seeds]
+        ensemble = {name: ensemble[name] if name in ensemble
+                    else torch.stack([d[name] for d in new]) for name in models}
+        draws = [{name: f[i] for name, f in ensemble.items()} for i in range(len(seeds))]
         result["samples"] = {name: sample_skill(f, held, cfg.pool) for name, f in ensemble.items()}
         result["samples"].update({name: sample_skill(f, held, cfg.pool)
                                   for name, f in fixed.items()})
         result["extractor_on_truth"] = extractor_skill(held)
-        write_eval_samples(run_path / "eval_samples.h5", held, ensemble, sampling, seeds)
+        write_eval_samples(run_path / "eval_samples.h5", held, ensemble, sampling, seeds, prints)
         n = min(sampling.num_samples, len(held))
         plot_frames({"last condition": held.cond[:n, -1], "truth": held.target[:n, 0],
                      **{name: f[:n, 0] for name, f in draws[0].items()}},
