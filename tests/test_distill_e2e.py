@@ -74,6 +74,13 @@ def test_train_then_distill_writes_the_documented_outputs(run_cli, tc_file, tmp_
             pytest.approx(want, rel=1e-5)
         assert h5["cond"].shape[0] == h5["center"].shape[0] == h5["storm_id"].shape[0] == n
         assert h5.attrs["sampler"] == "ddim" and h5.attrs["steps"] == 2
+        # the teacher's frames are read back from the teacher run: the same bits
+        with h5py.File(tmp_path / "train" / "t" / "eval_samples.h5") as t:
+            for name in models - {"student", "student_no_distill"}:
+                np.testing.assert_array_equal(h5[f"ensemble/{name}"][()],
+                                              t[f"ensemble/{name}"][()])
+    assert "reusing the sampled frames of teacher, teacher_other_storm_era5" in \
+        (run / "log.txt").read_text()
     assert len(summary["internal_sensitivity"]["student"]) == 4
     assert abs(sum(summary["variable_weights"]["student"].values()) - 1) < 1e-5
     assert (run / "figures" / "samples.png").is_file()

@@ -338,30 +338,36 @@ def test_seeds_report_pairs_each_seeds_student_with_its_own_baseline(tmp_path):
     assert rep["response_auroc"]["mean"] == pytest.approx(0.6)
 
 
-class _Blur(torch.nn.Module):
-    """A tiny x0-predicting network with weights: the last condition frame, scaled."""
+class _Mix(torch.nn.Module):
+    """A tiny x0-predicting network with one weight whose output also follows the noisy
+    input, so that its sampled frames depend on the starting noise."""
 
-    def __init__(self) -> None:
+    def __init__(self, scale: float = 0.9) -> None:
         super().__init__()
-        self.scale = torch.nn.Parameter(torch.tensor(0.9))
+        self.scale = torch.nn.Parameter(torch.tensor(scale))
 
     def forward(self, x, level, cond, era5=None):
-        return (self.scale * cond[:, -1:] + 0.0 * x).expand_as(x)
+        return self.scale * cond[:, -1:].expand_as(x) + 0.3 * x
 
 
-def test_a_second_evaluation_reads_back_the_frames_of_unchanged_models(windows, tmp_path,
-                                                                       monkeypatch):
-    from mdcli.forecast import evaluate as evaluate_module
-    from mdcli.forecast.config import EvalConfig
+def _evaluate(models, held, cfg, sampling, path, reuse=None):
     from mdcli.forecast.evaluate import evaluate_forecasts
 
+    return evaluate_forecasts(models, held, DDPMObjective(50, prediction="x0"), cfg, sampling,
+                              torch.device("cpu"), path, {}, {}, reuse=reuse)
+
+
+@pytest.mark.parametrize("members", [2, 1])
+def test_a_second_evaluation_reads_back_the_frames_of_unchanged_models(windows, tmp_path,
+                                                                       monkeypatch, members):
+    from mdcli.forecast import evaluate as evaluate_module
+    from mdcli.forecast.config import EvalConfig
+
     held = load_heldout(windows, 12)
-    objective = DDPMObjective(50, prediction="x0")
-    sampling, cpu = SamplingConfig(method="ddim", steps=3), torch.device("cpu")
-    cfg = EvalConfig(noise_levels=2, top_levels=1, members=2)
-    models = {"teacher": Forecaster(_ShiftByZ()), "student": Forecaster(_Blur(), None)}
-    first = evaluate_forecasts(models, held, objective, cfg, sampling, cpu, tmp_path / "a", {},
-                               {})
+    sampling = SamplingConfig(method="ddim", steps=3)
+    cfg = EvalConfig(noise_levels=2, top_levels=1, members=members)
+    models = {"teacher": Forecaster(_Mix()), "student": Forecaster(_Mix(0.7), None)}
+    first = _evaluate(models, held, cfg, sampling, tmp_path / "a")
     sampled = []
     real = evaluate_module.sample_forecasts
     monkeypatch.setattr(evaluate_module, "sample_forecasts",
@@ -369,24 +375,67 @@ def test_a_second_evaluation_reads_back_the_frames_of_unchanged_models(windows, 
                                                                                     **k))
     with torch.no_grad():
         models["student"].net.scale.fill_(0.8)  # changed weights: sampled afresh
-    again = evaluate_forecasts(models, held, objective, cfg, sampling, cpu, tmp_path / "b", {},
-                               {}, reuse=tmp_path / "a" / "eval_samples.h5")
-    assert sampled == [["student"], ["student"]]  # one call per member, the teacher read back
+    again = _evaluate(models, held, cfg, sampling, tmp_path / "b", tmp_path / "a" /
+                      "eval_samples.h5")
+    assert sampled == [["student"]] * members  # one call per member, the teacher read back
     assert again["samples"]["teacher"] == first["samples"]["teacher"]
     assert again["samples"]["student"] != first["samples"]["student"]
-    with h5py.File(tmp_path / "b" / "eval_samples.h5") as h5:
-        prints = json.loads(h5.attrs["fingerprints"])
-        np.testing.assert_array_equal(h5["ensemble/teacher"][()],
-                                      h5py.File(tmp_path / "a" / "eval_samples.h5")
-                                      ["ensemble/teacher"][()])
+    key = "ensemble/teacher" if members > 1 else "samples/teacher"
+    with h5py.File(tmp_path / "a" / "eval_samples.h5") as a, \
+            h5py.File(tmp_path / "b" / "eval_samples.h5") as b:
+        np.testing.assert_array_equal(a[key][()], b[key][()])  # every member, in order
+        if members > 1:
+            assert not np.array_equal(a[key][0], a[key][1])  # the members differ
+        prints = json.loads(b.attrs["fingerprints"])
     assert set(prints) == {"teacher", "student"}
     sampled.clear()
     other = SamplingConfig(method="ddim", steps=4)  # another sampler: nothing is reused
-    evaluate_forecasts(models, held, objective, cfg, other, cpu, tmp_path / "c", {}, {},
-                       reuse=tmp_path / "b" / "eval_samples.h5")
-    assert sampled == [["teacher", "student"]] * 2
-    (tmp_path / "bad.h5").write_bytes(b"not hdf5")  # an unreadable file: sampled afresh
+    _evaluate(models, held, cfg, other, tmp_path / "c", tmp_path / "b" / "eval_samples.h5")
+    assert sampled == [["teacher", "student"]] * members
+
+
+def test_damaged_or_foreign_sample_files_are_not_reused(windows, tmp_path):
+    from mdcli.forecast.config import EvalConfig
     from mdcli.forecast.samples_file import reusable_ensembles
 
-    assert reusable_ensembles(tmp_path / "bad.h5", prints, 2) == {}
-    assert reusable_ensembles(tmp_path / "b" / "eval_samples.h5", prints, 3) == {}
+    held = load_heldout(windows, 12)
+    cfg = EvalConfig(noise_levels=2, top_levels=1, members=2)
+    _evaluate({"teacher": Forecaster(_Mix())}, held, cfg, SamplingConfig(steps=3), tmp_path)
+    path = tmp_path / "eval_samples.h5"
+    with h5py.File(path) as h5:
+        prints = json.loads(h5.attrs["fingerprints"])
+    shape = (2, *held.target.shape)
+    assert set(reusable_ensembles(path, prints, shape)) == {"teacher"}
+    assert reusable_ensembles(path, prints, (3, *held.target.shape)) == {}  # other members
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    assert reusable_ensembles(tmp_path / "bad.h5", prints, shape) == {}
+    with h5py.File(path, "r+") as h5:
+        h5["ensemble/teacher"][0, 0, 0, 0, 0] += 1e-3  # one value changed after writing
+    assert reusable_ensembles(path, prints, shape) == {}
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["fingerprints"] = "[1, 2]"  # not a mapping
+    assert reusable_ensembles(path, prints, shape) == {}
+
+
+def test_the_fingerprint_changes_with_everything_that_changes_the_frames(windows):
+    import dataclasses
+
+    from mdcli.forecast.samples_file import fingerprint
+
+    held = load_heldout(windows, 12)
+    objective, sampling = DDPMObjective(50, prediction="x0"), SamplingConfig(steps=3)
+    cpu = torch.device("cpu")
+    model = Forecaster(_Mix())
+    base = fingerprint(model, held, objective, sampling, [1, 2], 32, cpu)
+    assert fingerprint(Forecaster(_Mix()), held, objective, sampling, [1, 2], 32, cpu) == base
+    shifted = dataclasses.replace(held, cond=held.cond + 1e-6)
+    variants = [
+        fingerprint(Forecaster(_Mix(0.9 + 1e-6)), held, objective, sampling, [1, 2], 32, cpu),
+        fingerprint(Forecaster(model.net, "zero"), held, objective, sampling, [1, 2], 32, cpu),
+        fingerprint(model, shifted, objective, sampling, [1, 2], 32, cpu),
+        fingerprint(model, held, DDPMObjective(50, prediction="v"), sampling, [1, 2], 32, cpu),
+        fingerprint(model, held, objective, SamplingConfig(steps=3, clip=None), [1, 2], 32, cpu),
+        fingerprint(model, held, objective, sampling, [2, 1], 32, cpu),
+        fingerprint(model, held, objective, sampling, [1, 2], 16, cpu),
+    ]
+    assert len(set(variants) | {base}) == len(variants) + 1

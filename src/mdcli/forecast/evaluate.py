@@ -82,7 +82,8 @@ def evaluate_forecasts(models: dict[str, Forecaster], held: HeldOut, objective,
         seeds = list(range(cfg.seed, cfg.seed + cfg.members))
         prints = {name: fingerprint(m, held, objective, sampling, seeds, cfg.batch_size, device)
                   for name, m in models.items()}
-        ensemble = reusable_ensembles(reuse, prints, len(seeds)) if reuse else {}
+        shape = (len(seeds), *held.target.shape)
+        ensemble = reusable_ensembles(reuse, prints, shape) if reuse else {}
         fresh = {name: m for name, m in models.items() if name not in ensemble}
         new = [sample_forecasts(fresh, held, objective, sampling, device, seed,
                                 cfg.batch_size) for seed in seeds]

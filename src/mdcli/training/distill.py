@@ -305,7 +305,7 @@ def evaluate(cfg: DistillConfig, teacher, t_record: dict, nets: dict[str, Any], 
     models.update({name: Forecaster(ema.shadow, None) for name, (_, ema, _) in nets.items()})
     result = evaluate_forecasts(models, held, objective, cfg.eval, cfg.sampling, device,
                                 run.path, attrs, causal_links,
-                                reuse=Path(cfg.teacher.checkpoint).parent.parent
+                                reuse=Path(cfg.teacher.checkpoint).resolve().parent.parent
                                 / "eval_samples.h5")
     result["lead_closed"] = lead_closed(skill_table(result))
     student = nets["student"][1].shadow
