@@ -75,6 +75,23 @@ def test_other_storm_era5_is_another_storms_field_at_the_same_time(tc_file, wind
     assert (held.era5_swap[:, 1] - held.era5_other[:, 1]).abs().max() > 0.1  # MSL: own low
 
 
+@pytest.mark.parametrize("change", ["seed", "unknown_key"])
+def test_the_environment_swap_is_dropped_when_the_generator_cannot_rerun_the_file(
+        tc_file, tmp_path, change):
+    import shutil
+
+    path = shutil.copy(tc_file, tmp_path / "tc.h5")
+    with h5py.File(path, "r+") as h5:
+        cfg = json.loads(h5.attrs["config"])
+        if change == "seed":
+            cfg["seed"] += 1  # another simulation: its fields are not the file's
+        else:
+            cfg["no_such_key"] = 1  # a config this version does not read
+        h5.attrs["config"] = json.dumps(cfg)
+    held = load_heldout(TCWindows(path, "train", cond_frames=2, pred_frames=1, era5_steps=2))
+    assert held.era5_swap is None and held.era5_other is not None
+
+
 def test_derangement_needs_two_storms_and_has_no_fixed_point():
     mapping = storm_derangement(np.array([5, 5, 2, 9, 2]))
     assert mapping == {2: 5, 5: 9, 9: 2}

@@ -18,6 +18,7 @@ import torch
 
 from mdcli.data.synth_tc import environment_swapped_era5, synth_config
 from mdcli.errors import InputError
+from mdcli.logs import log
 
 
 @dataclass
@@ -72,6 +73,22 @@ def storm_derangement(storms: np.ndarray) -> dict[int, int]:
     return {int(a): int(b) for a, b in zip(ids, np.roll(ids, -1), strict=True)}
 
 
+def environment_swap(attrs, storm: np.ndarray, partner: np.ndarray, times: np.ndarray,
+                     stored: np.ndarray) -> np.ndarray | None:
+    """The partner's environment with each window's own storm part (``[N, 4, E, H, W]``), or
+    None (with a log line) when this mdcli's generator cannot re-run the file: its config is
+    not one this version reads, or the re-run does not give the ``stored`` fields back."""
+    try:
+        cfg = synth_config(attrs)
+        if np.array_equal(environment_swapped_era5(cfg, storm, storm, times), stored):
+            return environment_swapped_era5(cfg, storm, partner, times)
+    except InputError:
+        pass
+    log.info("the generator does not reproduce this file's ERA5: the response swaps whole "
+             "fields")
+    return None
+
+
 def load_heldout(data, max_samples: int | None = None, controls: bool = True) -> HeldOut:
     """The windows of a :class:`~mdcli.data.tc_dataset.TCWindows` split (``max_samples``
     spread evenly over it) and, with ``controls``, another storm's ERA5 at the same time."""
@@ -95,8 +112,8 @@ def load_heldout(data, max_samples: int | None = None, controls: bool = True) ->
     synthetic = "causal_links" in attrs
     swap = None
     if other_rows is not None and synthetic and "config" in attrs:
-        swap = environment_swapped_era5(synth_config(attrs), storm, data.storm_id[other_rows],
-                                        fields)
+        swap = environment_swap(attrs, storm, data.storm_id[other_rows], fields,
+                                era5_of(rows))
     pixel_km = (float(attrs["domain_km"]) / float(attrs["size"])
                 if "domain_km" in attrs and "size" in attrs else None)
 
