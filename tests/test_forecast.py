@@ -437,22 +437,27 @@ def test_damaged_or_foreign_sample_files_are_not_reused(windows, tmp_path):
 def test_the_fingerprint_changes_with_everything_that_changes_the_frames(windows):
     import dataclasses
 
-    from mdcli.forecast.samples_file import fingerprint
+    from mdcli.forecast.samples_file import evaluation_digest, fingerprint
 
     held = load_heldout(windows, 12)
     objective, sampling = DDPMObjective(50, prediction="x0"), SamplingConfig(steps=3)
     cpu = torch.device("cpu")
     model = Forecaster(_Mix())
-    base = fingerprint(model, held, objective, sampling, [1, 2], 32, cpu)
-    assert fingerprint(Forecaster(_Mix()), held, objective, sampling, [1, 2], 32, cpu) == base
-    shifted = dataclasses.replace(held, cond=held.cond + 1e-6)
+
+    def of(model=model, held=held, objective=objective, sampling=sampling, seeds=(1, 2),
+           batch_size=32):
+        return fingerprint(model, evaluation_digest(held, objective, sampling, list(seeds),
+                                                    batch_size, cpu))
+
+    base = of()
+    assert of(model=Forecaster(_Mix())) == base
     variants = [
-        fingerprint(Forecaster(_Mix(0.9 + 1e-6)), held, objective, sampling, [1, 2], 32, cpu),
-        fingerprint(Forecaster(model.net, "zero"), held, objective, sampling, [1, 2], 32, cpu),
-        fingerprint(model, shifted, objective, sampling, [1, 2], 32, cpu),
-        fingerprint(model, held, DDPMObjective(50, prediction="v"), sampling, [1, 2], 32, cpu),
-        fingerprint(model, held, objective, SamplingConfig(steps=3, clip=None), [1, 2], 32, cpu),
-        fingerprint(model, held, objective, sampling, [2, 1], 32, cpu),
-        fingerprint(model, held, objective, sampling, [1, 2], 16, cpu),
+        of(model=Forecaster(_Mix(0.9 + 1e-6))),
+        of(model=Forecaster(model.net, "zero")),
+        of(held=dataclasses.replace(held, cond=held.cond + 1e-6)),
+        of(objective=DDPMObjective(50, prediction="v")),
+        of(sampling=SamplingConfig(steps=3, clip=None)),
+        of(seeds=(2, 1)),
+        of(batch_size=16),
     ]
     assert len(set(variants) | {base}) == len(variants) + 1

@@ -13,7 +13,12 @@ from mdcli.forecast.config import EvalConfig, SamplingConfig
 from mdcli.forecast.forecasters import Forecaster
 from mdcli.forecast.heldout import HeldOut
 from mdcli.forecast.response import response_report, teacher_responses
-from mdcli.forecast.samples_file import fingerprint, reusable_ensembles, write_eval_samples
+from mdcli.forecast.samples_file import (
+    evaluation_digest,
+    fingerprint,
+    reusable_ensembles,
+    write_eval_samples,
+)
 from mdcli.forecast.sampling import sample_forecasts
 from mdcli.forecast.skill import (
     baseline_skill,
@@ -80,8 +85,8 @@ def evaluate_forecasts(models: dict[str, Forecaster], held: HeldOut, objective,
                           "clean_mse_pooled": floor["clean_mse_pooled_top"]})
     if sampling.method != "none":
         seeds = list(range(cfg.seed, cfg.seed + cfg.members))
-        prints = {name: fingerprint(m, held, objective, sampling, seeds, cfg.batch_size, device)
-                  for name, m in models.items()}
+        shared = evaluation_digest(held, objective, sampling, seeds, cfg.batch_size, device)
+        prints = {name: fingerprint(m, shared) for name, m in models.items()}
         shape = (len(seeds), *held.target.shape)
         ensemble = reusable_ensembles(reuse, prints, shape) if reuse else {}
         fresh = {name: m for name, m in models.items() if name not in ensemble}

@@ -63,33 +63,40 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def fingerprint(model: Forecaster, held: HeldOut, objective, sampling: SamplingConfig,
-                seeds: list[int], batch_size: int, device: torch.device) -> str:
-    """sha256 of what fixes ``model``'s sampled frames of ``held``: its class, configuration
-    and weights, the ERA5 it is given, the windows, the objective, the sampler, the seeds, the
-    batches, the device and torch's thread count, and mdcli's source, the torch build and
-    the CPU."""
-    net = model.net
+def evaluation_digest(held: HeldOut, objective, sampling: SamplingConfig, seeds: list[int],
+                      batch_size: int, device: torch.device) -> str:
+    """sha256 of what every model's sampled frames of ``held`` share: the windows, the
+    objective, the sampler, the seeds, the batches, the device, torch's thread count, and
+    mdcli's source, the torch build and the CPU."""
     h = hashlib.sha256()
     scalars = {k: v for k, v in vars(objective).items() if not isinstance(v, torch.Tensor)}
     h.update(json.dumps({
-        "code": _code_and_machine(), "net": f"{type(net).__module__}.{type(net).__qualname__}",
-        "net_config": repr(getattr(net, "cfg", None)), "era5": model.era5,
-        "objective": type(objective).__name__, **scalars, "sampling": to_dict(sampling),
-        "seeds": seeds, "batch_size": batch_size, "device": str(device),
+        "code": _code_and_machine(), "objective": type(objective).__name__, **scalars,
+        "sampling": to_dict(sampling), "seeds": seeds, "batch_size": batch_size,
+        "device": str(device),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda" else ""),
         "threads": torch.get_num_threads(), "autocast": torch.is_autocast_enabled(),
     }, sort_keys=True, default=str).encode())
     for value in vars(objective).values():
         if isinstance(value, torch.Tensor):
             _update(h, value)
-    for name, value in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        _update(h, value)
     for value in (held.cond, held.era5, held.era5_other, held.era5_swap, held.target):
         h.update(b"-" if value is None else b"+")
         if value is not None:
             _update(h, value)
+    return h.hexdigest()
+
+
+def fingerprint(model: Forecaster, evaluation: str) -> str:
+    """sha256 of what fixes ``model``'s sampled frames: its class, configuration and weights,
+    the ERA5 it is given and the :func:`evaluation_digest` ``evaluation``."""
+    net = model.net
+    h = hashlib.sha256(json.dumps({
+        "evaluation": evaluation, "net": f"{type(net).__module__}.{type(net).__qualname__}",
+        "net_config": repr(getattr(net, "cfg", None)), "era5": model.era5}).encode())
+    for name, value in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        _update(h, value)
     return h.hexdigest()
 
 
