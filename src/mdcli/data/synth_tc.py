@@ -357,12 +357,16 @@ class _Now:
     features: dict[str, np.ndarray]  # [S] (z: [S, 2]) what drives step t -> t+1
 
     @functools.cached_property
-    def fields(self) -> dict[str, np.ndarray]:
-        return _compose(self.env, self.own)[0]
+    def _composed(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        return _compose(self.env, self.own)
 
-    @functools.cached_property
+    @property
+    def fields(self) -> dict[str, np.ndarray]:
+        return self._composed[0]
+
+    @property
     def drivers(self) -> dict[str, np.ndarray]:
-        return _compose(self.env, self.own)[1]
+        return self._composed[1]
 
     def environment_swap(self, partner: np.ndarray
                          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -558,13 +562,24 @@ def _stack(records: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.stack([r[k] for r in records], axis=1) for k in records[0]}
 
 
+def _indices(what: str, name: str, values: np.ndarray, ndim: int, bound: int) -> np.ndarray:
+    """``values`` as an int64 array of ``ndim`` dimensions with entries in ``0..bound-1``."""
+    a = np.asarray(values)
+    if a.ndim != ndim or a.dtype.kind not in "iu":
+        raise InputError(f"{what}: {name} must be a {ndim}-d integer array, got shape "
+                         f"{a.shape} dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= bound):
+        raise InputError(f"{what}: {name} must lie in 0..{bound - 1}, got {a.min()}..{a.max()}")
+    return a.astype(np.int64)
+
+
 def check_partner(partner: np.ndarray, n_storms: int) -> np.ndarray:
     """``partner`` as an int array ``[n_storms]`` of storm indices."""
-    p = np.asarray(partner)
-    if p.shape != (n_storms,) or p.dtype.kind not in "iu" or p.min() < 0 or p.max() >= n_storms:
-        raise InputError(f"partner: expected {n_storms} storm indices in 0..{n_storms - 1}, got "
-                         f"shape {p.shape} dtype {p.dtype}")
-    return p.astype(np.int64)
+    p = _indices("forked response", "partner", partner, 1, n_storms)
+    if len(p) != n_storms:
+        raise InputError(f"forked response: partner must hold {n_storms} storm indices, got "
+                         f"{len(p)}")
+    return p
 
 
 def forked_response(cfg: SynthTCConfig, partner: np.ndarray, frames: bool = False) -> dict:
@@ -604,19 +619,10 @@ def synth_config(attrs) -> SynthTCConfig:
     """The generator config recorded in a synth-tc file's root attributes."""
     return from_dict(SynthTCConfig, json.loads(attrs["config"]), "synth-tc config")
 
-def _indices(name: str, values: np.ndarray, ndim: int, bound: int) -> np.ndarray:
-    """``values`` as an int64 array of ``ndim`` dimensions with entries in ``0..bound-1``."""
-    a = np.asarray(values)
-    if a.ndim != ndim or a.dtype.kind not in "iu":
-        raise InputError(f"environment swap: {name} must be a {ndim}-d integer array, got "
-                         f"shape {a.shape} dtype {a.dtype}")
-    if a.size and (a.min() < 0 or a.max() >= bound):
-        raise InputError(f"environment swap: {name} must lie in 0..{bound - 1}, got "
-                         f"{a.min()}..{a.max()}")
-    return a.astype(np.int64)
 
 def environment_swapped_era5(cfg: SynthTCConfig, storm: np.ndarray, partner: np.ndarray,
-                             times: np.ndarray) -> np.ndarray:
+                             times: np.ndarray, stored: np.ndarray | None = None
+                             ) -> np.ndarray:
     """``[N, 4, E, H, W]`` normalised ERA5 as stored, but with each variable's environment
     from storm ``partner[i]`` and the storm's own part (its low in MSL and Z, its moisture in
     R) from storm ``storm[i]``, at the frame indices ``times [N, E]`` (float32).
@@ -624,12 +630,15 @@ def environment_swapped_era5(cfg: SynthTCConfig, storm: np.ndarray, partner: np.
     Re-runs the simulation of ``cfg``. This is the swap of :func:`forked_response`, as a model
     sees it: the field stays consistent with the storm in the frames, where swapping the
     whole field would also hand the model the other storm's low, at that storm's position
-    and depth.
+    and depth. ``stored`` (``[N, 4, E, H, W]``, the windows' own ERA5 as the file holds it)
+    is checked against the re-run: an InputError when the simulation does not give it back
+    exactly (a file from another generator version or config).
     """
     check_config(cfg)
-    storm = _indices("storm", storm, 1, cfg.n_storms)
-    partner = _indices("partner", partner, 1, cfg.n_storms)
-    times = _indices("times", times, 2, cfg.frames)
+    what = "environment swap"
+    storm = _indices(what, "storm", storm, 1, cfg.n_storms)
+    partner = _indices(what, "partner", partner, 1, cfg.n_storms)
+    times = _indices(what, "times", times, 2, cfg.frames)
     n = len(storm)
     if len(partner) != n or len(times) != n:
         raise InputError(f"environment swap: storm, partner and times must have the same "
@@ -639,12 +648,23 @@ def environment_swapped_era5(cfg: SynthTCConfig, storm: np.ndarray, partner: np.
         rows, steps = np.nonzero(times == t)
         if not len(rows):
             continue
-        fields = _compose({v: f[partner[rows]] for v, f in now.env.items()},
-                          {v: f[storm[rows]] for v, f in now.own.items()})[0]
+        own = {v: f[storm[rows]] for v, f in now.own.items()}
+        fields = _compose({v: f[partner[rows]] for v, f in now.env.items()}, own)[0]
+        if stored is not None:
+            theirs = _compose({v: f[storm[rows]] for v, f in now.env.items()}, own)[0]
+            if not all(np.array_equal(_normalised(v, theirs[v]), stored[rows, i, steps])
+                       for i, v in enumerate(VARIABLES)):
+                raise InputError(f"environment swap: the generator (config seed {cfg.seed}) "
+                                 f"does not reproduce the file's ERA5 at frame {t}")
         for i, v in enumerate(VARIABLES):
-            norm = NORMALISATION[v]
-            out[rows, i, steps] = (fields[v] - norm["offset"]) / norm["scale"]
+            out[rows, i, steps] = _normalised(v, fields[v])
     return out
+
+
+def _normalised(variable: str, field: np.ndarray) -> np.ndarray:
+    """A physical ERA5 field as ``/era5/<variable>`` stores it (float32)."""
+    norm = NORMALISATION[variable]
+    return ((field - norm["offset"]) / norm["scale"]).astype(np.float32)
 
 
 def _pool(x: np.ndarray, k: int) -> np.ndarray:
@@ -889,8 +909,7 @@ def write_synth_tc(cfg: SynthTCConfig, out: str | Path) -> Path:
                 ir[:, step] = frame
                 observed.append(storm_summaries(frame[rows], pixel_km))
                 for v in VARIABLES:
-                    norm = NORMALISATION[v]
-                    era5[v][:, step] = (now.fields[v] - norm["offset"]) / norm["scale"]
+                    era5[v][:, step] = _normalised(v, now.fields[v])
                 st, f = sim.storms, now.features
                 centre[:, step] = st.centre * n - 0.5
                 meta["intensity"][:, step] = st.intensity

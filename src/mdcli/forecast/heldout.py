@@ -79,14 +79,10 @@ def environment_swap(attrs, storm: np.ndarray, partner: np.ndarray, times: np.nd
     None (with a log line) when this mdcli's generator cannot re-run the file: its config is
     not one this version reads, or the re-run does not give the ``stored`` fields back."""
     try:
-        cfg = synth_config(attrs)
-        if np.array_equal(environment_swapped_era5(cfg, storm, storm, times), stored):
-            return environment_swapped_era5(cfg, storm, partner, times)
-    except InputError:
-        pass
-    log.info("the generator does not reproduce this file's ERA5: the response swaps whole "
-             "fields")
-    return None
+        return environment_swapped_era5(synth_config(attrs), storm, partner, times, stored)
+    except InputError as exc:
+        log.info(f"{exc}: the response swaps whole fields")
+        return None
 
 
 def load_heldout(data, max_samples: int | None = None, controls: bool = True) -> HeldOut:
