@@ -34,6 +34,7 @@ from mdcli.forecast.forecasters import Forecaster
 from mdcli.forecast.heldout import HeldOut
 from mdcli.logs import log
 from mdcli.storage.atomic import atomic_path
+from mdcli.storage.cache import cache_key
 
 
 def _update(h: hashlib._Hash, tensor: torch.Tensor) -> None:
@@ -68,15 +69,14 @@ def evaluation_digest(held: HeldOut, objective, sampling: SamplingConfig, seeds:
     """sha256 of what every model's sampled frames of ``held`` share: the windows, the
     objective, the sampler, the seeds, the batches, the device, torch's thread count, and
     mdcli's source, the torch build and the CPU."""
-    h = hashlib.sha256()
     scalars = {k: v for k, v in vars(objective).items() if not isinstance(v, torch.Tensor)}
-    h.update(json.dumps({
+    h = hashlib.sha256(cache_key({
         "code": _code_and_machine(), "objective": type(objective).__name__, **scalars,
         "sampling": to_dict(sampling), "seeds": seeds, "batch_size": batch_size,
         "device": str(device),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda" else ""),
         "threads": torch.get_num_threads(), "autocast": torch.is_autocast_enabled(),
-    }, sort_keys=True, default=str).encode())
+    }).encode())
     for value in vars(objective).values():
         if isinstance(value, torch.Tensor):
             _update(h, value)
@@ -91,7 +91,7 @@ def fingerprint(model: Forecaster, evaluation: str) -> str:
     """sha256 of what fixes ``model``'s sampled frames: its class, configuration and weights,
     the ERA5 it is given and the :func:`evaluation_digest` ``evaluation``."""
     net = model.net
-    h = hashlib.sha256(json.dumps({
+    h = hashlib.sha256(cache_key({
         "evaluation": evaluation, "net": f"{type(net).__module__}.{type(net).__qualname__}",
         "net_config": repr(getattr(net, "cfg", None)), "era5": model.era5}).encode())
     for name, value in sorted(net.state_dict().items()):
