@@ -302,6 +302,23 @@ def test_response_is_the_analytic_shift_and_zero_for_a_network_that_ignores_era5
     assert all(np.abs(v).max() == 0.0 for per in still.values() for v in per.values())
 
 
+def test_a_last_step_swap_changes_only_the_last_era5_step(windows):
+    from mdcli.forecast.response import swapped_era5, teacher_responses
+
+    held = load_heldout(windows, 12)
+    assert held.era5.shape[2] >= 2
+    swapped = swapped_era5(held, 2, "last")
+    torch.testing.assert_close(swapped[:, :, :-1], held.era5[:, :, :-1], rtol=0, atol=0)
+    torch.testing.assert_close(swapped[:, 2, -1], held.era5_swap[:, 2, -1], rtol=0, atol=0)
+    torch.testing.assert_close(swapped[:, [0, 1, 3]], held.era5[:, [0, 1, 3]], rtol=0, atol=0)
+    got = teacher_responses(Forecaster(_ShiftByZ()), held, DDPMObjective(50, prediction="x0"),
+                            SamplingConfig(method="ddim", steps=3), torch.device("cpu"), [5],
+                            steps="last")
+    change = held.era5_swap[:, 2, -1] - held.era5[:, 2, -1]  # the blob's shift is a mean over steps
+    want = 4.0 * change.mean(dim=(1, 2)).numpy() / held.era5.shape[2]
+    np.testing.assert_allclose(got["z"]["center"][:, 1], want, atol=0.05)
+
+
 @pytest.mark.parametrize("seeds", ["0,x", "1,1", ","])
 def test_quickstart_refuses_bad_seed_lists_before_any_step(run_cli, tmp_path, seeds):
     result = run_cli("quickstart", "--seeds", seeds, "--work-dir", tmp_path)

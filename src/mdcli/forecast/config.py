@@ -30,6 +30,10 @@ class EvalConfig:
                                        "track_error_ensemble_px the error of the mean centre")
     response_draws: int = param(4, ge=1, help="noise draws (seeds eval.seed, eval.seed + 1, "
                                               "...) the response is averaged over")
+    response_steps: Literal["all", "last"] = param(
+        "all", help="ERA5 steps the response swap replaces: all (the other storm's field "
+                    "history) or the last only (what the generator's fork changes: the step "
+                    "that drives t -> t+1; the earlier steps drove frames the model sees)")
     val_windows: int | None = param(32, ge=2, help="validation windows per epoch, spread "
                                                    "over the split (null: all)")
 

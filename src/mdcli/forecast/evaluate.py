@@ -107,8 +107,10 @@ def evaluate_forecasts(models: dict[str, Forecaster], held: HeldOut, objective,
         if respond and "teacher" in models:
             seeds = list(range(cfg.seed, cfg.seed + cfg.response_draws))
             responses = teacher_responses(models["teacher"], held, objective, sampling, device,
-                                          seeds, [d["teacher"] for d in draws], cfg.batch_size)
-            result["response"] = response_report(responses, held, attrs, causal_links)
+                                          seeds, [d["teacher"] for d in draws], cfg.batch_size,
+                                          cfg.response_steps)
+            result["response"] = response_report(responses, held, attrs, causal_links,
+                                                 cfg.response_steps)
     result["era5_value"] = era5_value(skill_table(result))
     return result
 

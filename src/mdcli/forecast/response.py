@@ -4,10 +4,12 @@ generator's own.
 For every held-out window and variable v, the teacher samples the next frame twice from the
 same starting noise: with the window's ERA5, and with variable v taken from another storm at
 the same time (the partner of the other-storm control of :mod:`mdcli.forecast.heldout`),
-every other variable kept; this is repeated for ``eval.response_draws`` noise draws and
-averaged. The response is the change of the storm summaries of the first predicted frame:
-centre (motion, pixels), cloud-top coldness (K) and cloudy area. Swapping for a real field
-keeps the input on the data manifold, unlike ``do(v = 0)``.
+every other variable kept, at every ERA5 step or (``eval.response_steps: last``) at the last
+only, as the generator's fork changes only the step that drives t -> t+1; this is repeated
+for ``eval.response_draws`` noise draws and averaged. The response is the change of the
+storm summaries of the first predicted frame: centre (motion, pixels), cloud-top coldness (K)
+and cloudy area. Swapping for a real field keeps the input on the data manifold, unlike
+``do(v = 0)``.
 
 What is swapped: on synthetic data, the other storm's *environment* of v with the window's
 own storm part kept (``HeldOut.era5_swap``), so the field still shows this storm's low where
@@ -41,13 +43,14 @@ SUMMARIES = ("center", "coldness", "cloudy_area")
 RESPONSE_NAMES = {"center": "motion", "coldness": "coldness", "cloudy_area": "cloudy_area"}
 
 
-def swapped_era5(held: HeldOut, variable: int) -> torch.Tensor:
+def swapped_era5(held: HeldOut, variable: int, steps: str = "all") -> torch.Tensor:
     """The windows' ERA5 with ``variable`` from the other storm at the same time: its
     environment with the window's own storm part where known (synthetic data), else its
-    whole field."""
+    whole field; at every ERA5 step (``steps="all"``) or at the last only (``"last"``)."""
     era5 = held.era5.clone()
     source = held.era5_other if held.era5_swap is None else held.era5_swap
-    era5[:, variable] = source[:, variable]
+    when = slice(None) if steps == "all" else slice(-1, None)
+    era5[:, variable, when] = source[:, variable, when]
     return era5
 
 
@@ -59,14 +62,15 @@ def first_frame_summaries(frames: torch.Tensor, held: HeldOut) -> dict[str, np.n
 @torch.no_grad()
 def teacher_responses(teacher: Forecaster, held: HeldOut, objective, sampling: SamplingConfig,
                       device: torch.device, seeds: list[int],
-                      bases: list[torch.Tensor] | None = None, batch_size: int = 32
-                      ) -> dict[str, dict[str, np.ndarray]]:
+                      bases: list[torch.Tensor] | None = None, batch_size: int = 32,
+                      steps: str = "all") -> dict[str, dict[str, np.ndarray]]:
     """``{variable: {summary: response [N] or [N, 2]}}``, averaged over one sample pair per
     seed in ``seeds`` (the average removes the part of a single pair's difference that is
     sampling noise, not response); ``bases[i]`` are the teacher's samples with the true ERA5
-    drawn with ``seeds[i]``, where already at hand (the evaluation's ensemble members)."""
+    drawn with ``seeds[i]``, where already at hand (the evaluation's ensemble members);
+    ``steps``: the ERA5 steps swapped (:func:`swapped_era5`)."""
     models = {v: teacher for v in VARIABLES}
-    era5 = {v: swapped_era5(held, i) for i, v in enumerate(VARIABLES)}
+    era5 = {v: swapped_era5(held, i, steps) for i, v in enumerate(VARIABLES)}
     total: dict[str, dict[str, np.ndarray]] = {}
     for i, seed in enumerate(seeds):
         if bases is not None and i < len(bases):
@@ -145,8 +149,8 @@ def structural_support(causal_links: dict) -> np.ndarray | None:
                      for v in VARIABLES])
 
 
-def response_report(responses: dict, held: HeldOut, attrs: dict, causal_links: dict
-                    ) -> dict[str, Any]:
+def response_report(responses: dict, held: HeldOut, attrs: dict, causal_links: dict,
+                    steps: str = "all") -> dict[str, Any]:
     """Strengths, the strongest driver of each summary and, on synthetic data, the per-link
     correlation with the generator's response and the AUROC against its links."""
     scale = one_step_scale(held)
@@ -159,6 +163,7 @@ def response_report(responses: dict, held: HeldOut, attrs: dict, causal_links: d
                             "the RMS one-step change of that summary in the true frames",
         "swap": ("whole field" if held.era5_swap is None
                  else "environment, the storm's own part kept"),
+        "swap_steps": steps,
         "strongest_driver": {RESPONSE_NAMES[k]: VARIABLES[int(np.argmax(strength[:, j]))]
                              for j, k in enumerate(SUMMARIES)},
         "one_step_scale": {RESPONSE_NAMES[k]: v for k, v in scale.items()},
