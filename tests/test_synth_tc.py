@@ -398,6 +398,25 @@ def test_budget_by_variable_ranks_the_tiny_drivers(tiny):
     assert sum(share.values()) < 1.2
 
 
+def test_broader_sst_patches_give_sst_a_larger_share(tiny, tmp_path):
+    """SST patches 0.12-0.3 domain wide instead of 0.05-0.12: SST's budget share grows
+    several-fold (0.045 -> 0.24 per pixel), everything else the same."""
+    share = json.loads(tiny["attrs"]["information_budget"])["pixel"]["era5_by_variable"]
+    broad = load_config(SynthTCConfig, "data/tc_tiny", ["physics.sst_patch_width=[0.12, 0.3]"])
+    with h5py.File(write_synth_tc(broad, tmp_path / "broad.h5")) as h5:
+        wide = json.loads(h5.attrs["information_budget"])["pixel"]["era5_by_variable"]
+    assert wide["sst"] > 3 * share["sst"] and wide["z"] == max(wide.values())
+
+
+@pytest.mark.parametrize("width", ["[0.3, 0.1]", "[0.1]", "[0.0, 0.1]"])
+def test_bad_sst_patch_widths_are_refused(run_cli, tmp_path, width):
+    out = tmp_path / "tc.h5"
+    result = run_cli("data", "synth-tc", "--out", out, "--config", "data/tc_tiny", "--set",
+                     f"physics.sst_patch_width={width}")
+    assert result.code == 2 and "sst_patch_width" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_budget_shares_and_links_vanish_without_their_source(tmp_path):
     off = {"physics.texture_amplitude": 0, "physics.steering": 0, "physics.sst_coupling": 0,
            "physics.msl_coupling": 0, "physics.humidity_coupling": 0,

@@ -100,6 +100,9 @@ class PhysicsConfig:
                                                            "and R anomaly amplitudes per step")
     sst_persistence: float = param(0.5, ge=0, lt=1, help="AR(1) coefficient of the SST "
                                                          "anomaly amplitudes per step")
+    sst_patch_width: list[float] = param([0.05, 0.12], gt=0, help="range of the widths "
+                                                          "(domain widths) of the SST "
+                                                          "anomaly patches")
     texture_persistence: float = param(0.9, ge=0, lt=1, help="AR(1) coefficient of the cloud "
                                                              "texture per step")
     texture_amplitude: float = param(0.08, ge=0, help="cloud texture: relative modulation of "
@@ -126,6 +129,10 @@ class SynthTCConfig:
 
 def check_config(cfg: SynthTCConfig) -> None:
     """Checks the schema cannot express: the frame size."""
+    width = cfg.physics.sst_patch_width
+    if len(width) != 2 or width[0] > width[1]:
+        raise InputError(f"config key 'physics.sst_patch_width': got {width}, expected two "
+                         f"widths [low, high] with low <= high")
     if cfg.size < 32 or cfg.size % 16:
         raise InputError(f"config key 'size' (--size): got {cfg.size}, expected a multiple of "
                          f"16 >= 32 (64 or 128 for research data)")
@@ -394,7 +401,8 @@ class _Simulation:
         self.dt_s = cfg.dt_hours * 3600.0
         self.storms = _Storms.draw(self.rng, s)
         self.start = self.storms.centre
-        self.sst = _Patches(self.rng, s, 8, 1.5, (0.05, 0.12), cfg.physics.sst_persistence)
+        self.sst = _Patches(self.rng, s, 8, 1.5, tuple(cfg.physics.sst_patch_width),
+                            cfg.physics.sst_persistence)
         self.z_plane = _Plane(self.rng, s, 40.0, (-10.0, 0.0), p)
         self.z_patches = _Patches(self.rng, s, 4, 12.0, (0.2, 0.35), p)
         self.msl = _Patches(self.rng, s, 4, 3.0, (0.2, 0.4), p)
