@@ -100,8 +100,8 @@ class PhysicsConfig:
                                                            "and R anomaly amplitudes per step")
     sst_persistence: float = param(0.5, ge=0, lt=1, help="AR(1) coefficient of the SST "
                                                          "anomaly amplitudes per step")
-    sst_patch_width: list[float] = param([0.05, 0.12], gt=0, help="range of the widths "
-                                                          "(domain widths) of the SST "
+    sst_patch_width: list[float] = param([0.05, 0.12], gt=0, help="range of the Gaussian "
+                                                          "radii (domain widths) of the SST "
                                                           "anomaly patches")
     texture_persistence: float = param(0.9, ge=0, lt=1, help="AR(1) coefficient of the cloud "
                                                              "texture per step")
