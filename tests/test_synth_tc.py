@@ -399,8 +399,8 @@ def test_budget_by_variable_ranks_the_tiny_drivers(tiny):
 
 
 def test_broader_sst_patches_give_sst_a_larger_share(tiny, tmp_path):
-    """SST patches of Gaussian radius 0.12-0.3 domain instead of 0.05-0.12: SST's budget share grows
-    several-fold (0.045 -> 0.24 per pixel), everything else the same."""
+    """SST patches of Gaussian radius 0.12-0.3 domain instead of 0.05-0.12: SST's budget
+    share grows several-fold (0.045 -> 0.24 per pixel), everything else the same."""
     share = json.loads(tiny["attrs"]["information_budget"])["pixel"]["era5_by_variable"]
     broad = load_config(SynthTCConfig, "data/tc_tiny", ["physics.sst_patch_width=[0.12, 0.3]"])
     with h5py.File(write_synth_tc(broad, tmp_path / "broad.h5")) as h5:

@@ -128,7 +128,7 @@ class SynthTCConfig:
 
 
 def check_config(cfg: SynthTCConfig) -> None:
-    """Checks the schema cannot express: the frame size."""
+    """Checks the schema cannot express: the SST patch width range and the frame size."""
     width = cfg.physics.sst_patch_width
     if len(width) != 2 or width[0] > width[1]:
         raise InputError(f"config key 'physics.sst_patch_width': got {width}, expected two "
